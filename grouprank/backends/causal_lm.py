@@ -1,0 +1,322 @@
+"""Groupwise scoring with a causal language model, in direct or reason mode.
+
+Direct mode (the default) generates nothing freely. The prompt is followed by the answer skeleton
+``{"[1]": `` and, at each document's slot, the model's probability over the allowed scores 0-10 is
+read; the score is the expected value. Scores that take two tokens ("10" is "1" + "0" for many
+tokenizers) are computed exactly: one extra step reads P("0" | "1"), and P(score = 1) keeps only the
+mass of "1" not followed by another digit. The most likely score is then fed back (constrained
+greedy decoding) before the next slot, so each document is read in the context of the answers
+before it, as in free generation. Cost: one prefill per group plus a few tokens per document, with
+the KV cache; all groups of a batch advance together.
+
+Reason mode generates the paper's ``<reason>...</reason><answer>...</answer>`` output greedily and
+parses it with ``grouprank.parsing``; unusable output is marked, never scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from grouprank.backends.base import GroupInput, GroupResult
+from grouprank.parsing import OK, parse_answer
+from grouprank.prompts import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+SCORES = tuple(range(11))
+
+
+@dataclass(frozen=True)
+class _ScoreTokens:
+    """How the scores 0-10 are spelled in tokens right after a slot."""
+
+    # First token id of each score, aligned with SCORES.
+    first: list[int]
+    # For scores spelled with two tokens: index into SCORES -> second token id.
+    second: dict[int, int]
+    # The shared first token of the two-token scores ("1" for "10"), or None if all are single.
+    prefix: int | None
+    # Token ids of the single digits 0-9: a digit after `prefix` means a longer number.
+    digits: list[int]
+
+
+class CausalLMScorer:
+    """A Hugging Face causal LM used as a groupwise reranker (implements ``GroupScorer``)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        template: PromptTemplate,
+        *,
+        name: str,
+        mode: str = "direct",
+        max_doc_tokens: int = 256,
+        max_new_tokens: int = 768,
+        batch_tokens: int = 16384,
+    ) -> None:
+        if mode not in ("direct", "reason"):
+            raise ValueError(f"mode must be 'direct' or 'reason', got {mode!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.template = template
+        self.name = name
+        self.mode = mode
+        self.max_doc_tokens = max_doc_tokens
+        self.max_new_tokens = max_new_tokens
+        self.batch_tokens = batch_tokens
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._pad = tokenizer.pad_token_id
+        self._device = next(model.parameters()).device
+        self._score_tokens = _score_tokens(tokenizer, template) if mode == "direct" else None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        template: PromptTemplate,
+        *,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        **kwargs,
+    ) -> "CausalLMScorer":
+        """Loads a model directory (safetensors only) onto ``device``: bf16 on GPU, fp32 on CPU."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer.padding_side = "left"
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        ).to(device)
+        return cls(model, tokenizer, template, **kwargs)
+
+    # ---- the GroupScorer interface -------------------------------------------------------
+
+    def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
+        prompts = [self.prompt_ids(g) for g in groups]
+        results: list[GroupResult | None] = [None] * len(groups)
+        for batch in _token_batches([len(p) for p in prompts], self.batch_tokens):
+            ids = [prompts[i] for i in batch]
+            sizes = [len(groups[i].texts) for i in batch]
+            with torch.inference_mode():
+                scored = (
+                    self._direct(ids, sizes) if self.mode == "direct" else self._reason(ids, sizes)
+                )
+            for i, result in zip(batch, scored):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    # ---- prompts ---------------------------------------------------------------------------
+
+    def prompt_ids(self, group: GroupInput) -> list[int]:
+        """Token ids of the chat prompt for one group (direct mode: plus the answer skeleton)."""
+        messages = self.template.messages(group.query, self.truncate(group.texts))
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        else:
+            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        if self.mode == "direct":
+            text += self.template.answer_prefix_text()
+        special = not self.tokenizer.chat_template
+        return self.tokenizer(text, add_special_tokens=special).input_ids
+
+    def truncate(self, texts: Sequence[str]) -> list[str]:
+        """Cuts each text to ``max_doc_tokens`` tokens; texts within budget are kept verbatim."""
+        encoded = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_doc_tokens
+        ).input_ids
+        return [
+            self.tokenizer.decode(ids, skip_special_tokens=True)
+            if len(ids) >= self.max_doc_tokens
+            else text
+            for text, ids in zip(texts, encoded)
+        ]
+
+    # ---- direct mode -----------------------------------------------------------------------
+
+    def _direct(self, prompts: list[list[int]], sizes: list[int]) -> list[GroupResult]:
+        st = self._score_tokens
+        assert st is not None
+        dev = self._device
+        ids, mask = _left_pad(prompts, self._pad, dev)
+        out = self._forward(ids, mask, None)
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        batch = len(prompts)
+        expected = torch.zeros(batch, max(sizes), dtype=torch.float64)
+        fed = [0] * batch
+        first = torch.tensor(st.first, device=dev)
+        values = torch.tensor(SCORES, dtype=torch.float64)
+        for k in range(1, max(sizes) + 1):
+            probs = torch.softmax(logits.float(), dim=-1)
+            p = probs[:, first].double().clone()
+            for row, n in enumerate(sizes):
+                fed[row] += int(k <= n and st.prefix is not None)
+            if st.prefix is not None:
+                mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=dev)], 1)
+                step = torch.full((batch, 1), st.prefix, dtype=ids.dtype, device=dev)
+                out = self._forward(step, mask, cache)
+                cache = out.past_key_values
+                after = torch.softmax(out.logits[:, -1, :].float(), dim=-1).double()
+                p_prefix = probs[:, st.prefix].double()
+                longer = after[:, st.digits].sum(-1)
+                for idx, tok in enumerate(st.first):
+                    if tok == st.prefix and idx not in st.second:
+                        p[:, idx] = p_prefix * (1.0 - longer).clamp(min=0.0)
+                for idx, second in st.second.items():
+                    p[:, idx] = p_prefix * after[:, second]
+            p = p.cpu()
+            total = p.sum(-1, keepdim=True).clamp(min=1e-300)
+            p = p / total
+            expected[:, k - 1] = (p * values).sum(-1)
+            if k == max(sizes):
+                break
+            best = p.argmax(-1).tolist()
+            keep_prefix = [
+                st.prefix is not None and st.first[b] == st.prefix for b in best
+            ]
+            if st.prefix is not None:
+                mask[:, -1] = torch.tensor(keep_prefix, dtype=mask.dtype, device=dev)
+            slot = self._slot_ids(k + 1)
+            steps, live = [], []
+            for row, b in enumerate(best):
+                score_ids = [st.first[b]] + ([st.second[b]] if b in st.second else [])
+                if keep_prefix[row]:
+                    score_ids = score_ids[1:]
+                steps.append(score_ids + slot)
+                live.append(k < sizes[row])
+                if live[-1]:
+                    fed[row] += len(steps[-1])
+            step_ids, step_mask = _left_pad(steps, self._pad, dev)
+            step_mask = step_mask * torch.tensor(live, dtype=step_mask.dtype, device=dev)[:, None]
+            mask = torch.cat([mask, step_mask], 1)
+            out = self._forward(step_ids, mask, cache)
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
+        return [
+            GroupResult(
+                scores=[float(x) for x in expected[row, :n]],
+                statuses=[OK] * n,
+                prompt_tokens=len(prompts[row]),
+                generated_tokens=fed[row],
+            )
+            for row, n in enumerate(sizes)
+        ]
+
+    def _slot_ids(self, index: int) -> list[int]:
+        return self.tokenizer(
+            self.template.slot_text(index), add_special_tokens=False
+        ).input_ids
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache):
+        # Positions follow the attention mask, so left padding and tokens masked out after the
+        # fact (a score prefix that was not chosen) leave no gap in the positions of real tokens.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        return self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+
+    # ---- reason mode -----------------------------------------------------------------------
+
+    def _reason(self, prompts: list[list[int]], sizes: list[int]) -> list[GroupResult]:
+        ids, mask = _left_pad(prompts, self._pad, self._device)
+        generated = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self._pad,
+        )[:, ids.shape[1] :]
+        results = []
+        eos = self.tokenizer.eos_token_id
+        for row, n in enumerate(sizes):
+            tokens = generated[row].tolist()
+            if eos in tokens:
+                tokens = tokens[: tokens.index(eos) + 1]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            parsed = parse_answer(text, n)
+            results.append(
+                GroupResult(
+                    scores=parsed.scores,
+                    statuses=parsed.statuses,
+                    prompt_tokens=len(prompts[row]),
+                    generated_tokens=len(tokens),
+                    output=text,
+                )
+            )
+        return results
+
+
+def _score_tokens(tokenizer, template: PromptTemplate) -> _ScoreTokens:
+    """Finds how each score 0-10 is tokenized after a slot, failing early if direct mode can't work."""
+    context = template.answer_prefix_text()
+    base = tokenizer(context, add_special_tokens=False).input_ids
+    spelled: list[list[int]] = []
+    for score in SCORES:
+        ids = tokenizer(context + str(score), add_special_tokens=False).input_ids
+        if ids[: len(base)] != base or not 1 <= len(ids) - len(base) <= 2:
+            raise ValueError(
+                f"direct mode needs the score {score} to follow the answer slot as 1 or 2 separate "
+                f"tokens, but this tokenizer merges them; use --mode reason or change the template"
+            )
+        spelled.append(ids[len(base) :])
+    singles = {ids[0]: s for s, ids in zip(SCORES, spelled) if len(ids) == 1}
+    second = {s: ids[1] for s, ids in zip(SCORES, spelled) if len(ids) == 2}
+    prefixes = {spelled[s][0] for s in second}
+    if len(prefixes) > 1 or any(p not in singles for p in prefixes):
+        raise ValueError(
+            "direct mode supports two-token scores only when they share a first token that is "
+            "itself a score (as '1' + '0'); use --mode reason with this tokenizer"
+        )
+    return _ScoreTokens(
+        first=[ids[0] for ids in spelled],
+        second=second,
+        prefix=next(iter(prefixes)) if prefixes else None,
+        digits=[spelled[d][0] for d in range(10) if len(spelled[d]) == 1],
+    )
+
+
+def _left_pad(
+    sequences: list[list[int]], pad: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _token_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices grouped into batches whose padded size (rows x longest) stays within ``budget``.
+
+    Sorting by length keeps padding small; a prompt longer than the budget runs alone.
+
+    Example:
+        >>> _token_batches([5, 100, 6, 7], budget=20)
+        [[0, 2], [3], [1]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches

