@@ -97,3 +97,32 @@ def parse_run_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as err:
         raise ValueError(f"--run-date {value!r} is not a date in YYYY-MM-DD form") from err
+
+
+def write_delta(
+    df: DataFrame,
+    ref: str,
+    flag: str = "--output",
+    replace_where: str | None = None,
+    partition_by: tuple[str, ...] = (),
+) -> None:
+    """Writes ``df`` as a Delta table by path or name: the whole table, or with ``replace_where``
+    only the rows matching that predicate (atomic either way, so a rerun is idempotent).
+
+    Replacing a whole table also replaces its schema; a ``replace_where`` write keeps it.
+
+    Example:
+        >>> write_delta(corpus, "/data/vaswani/corpus")  # doctest: +SKIP
+    """
+    check_table_ref(ref, flag)
+    writer = df.write.format("delta").mode("overwrite")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if replace_where is None:
+        writer = writer.option("overwriteSchema", "true")
+    else:
+        writer = writer.option("replaceWhere", replace_where)
+    if is_path(ref):
+        writer.save(ref)
+    else:
+        writer.saveAsTable(ref)

@@ -15,6 +15,7 @@ parses it with ``grouprank.parsing``; unusable output is marked, never scored.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ class CausalLMScorer:
         self._pad = tokenizer.pad_token_id
         self._device = next(model.parameters()).device
         self._score_tokens = _score_tokens(tokenizer, template) if mode == "direct" else None
+        # transformers 5 renamed the KV-cache argument and output field from past_key_values.
+        forward_args = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
 
     @classmethod
     def from_pretrained(
@@ -148,8 +152,7 @@ class CausalLMScorer:
         assert st is not None
         dev = self._device
         ids, mask = _left_pad(prompts, self._pad, dev)
-        out = self._forward(ids, mask, None)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        logits, cache = self._forward(ids, mask, None)
         batch = len(prompts)
         expected = torch.zeros(batch, max(sizes), dtype=torch.float64)
         fed = [0] * batch
@@ -163,9 +166,8 @@ class CausalLMScorer:
             if st.prefix is not None:
                 mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=dev)], 1)
                 step = torch.full((batch, 1), st.prefix, dtype=ids.dtype, device=dev)
-                out = self._forward(step, mask, cache)
-                cache = out.past_key_values
-                after = torch.softmax(out.logits[:, -1, :].float(), dim=-1).double()
+                after_logits, cache = self._forward(step, mask, cache)
+                after = torch.softmax(after_logits.float(), dim=-1).double()
                 p_prefix = probs[:, st.prefix].double()
                 longer = after[:, st.digits].sum(-1)
                 for idx, tok in enumerate(st.first):
@@ -198,8 +200,7 @@ class CausalLMScorer:
             step_ids, step_mask = _left_pad(steps, self._pad, dev)
             step_mask = step_mask * torch.tensor(live, dtype=step_mask.dtype, device=dev)[:, None]
             mask = torch.cat([mask, step_mask], 1)
-            out = self._forward(step_ids, mask, cache)
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            logits, cache = self._forward(step_ids, mask, cache)
         return [
             GroupResult(
                 scores=[float(x) for x in expected[row, :n]],
@@ -215,17 +216,21 @@ class CausalLMScorer:
             self.template.slot_text(index), add_special_tokens=False
         ).input_ids
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache):
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, cache
+    ) -> tuple[torch.Tensor, object]:
+        """One step with the KV cache; returns (last-position logits, updated cache)."""
         # Positions follow the attention mask, so left padding and tokens masked out after the
         # fact (a score prefix that was not chosen) leave no gap in the positions of real tokens.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        return self.model(
+        out = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_arg: cache},
         )
+        return out.logits[:, -1, :], out[self._cache_arg]
 
     # ---- reason mode -----------------------------------------------------------------------
 

@@ -1,0 +1,173 @@
+"""DataFrame -> DataFrame transforms of the evaluate job; no I/O, so notebooks and tests call
+exactly what ``jobs/evaluate.py`` calls.
+
+    run = check_run(run_df)
+    qrels = check_qrels(qrels_df)
+    table = evaluate_run(run, qrels, parse_metrics("ndcg@10,map"), run_date, "bm25")
+
+Every step is a Spark job over the DataFrame API (no RDDs, no SparkContext): a run's rows never
+pass through the driver; only one row per (query, metric) is collected for the printed summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from grouprank.metrics import Metric, deepest_cutoff
+from schemas.candidates import CANDIDATES
+from schemas.metrics import ALL_QUERIES, JUDGED_RANKINGS, METRICS, QUERY_METRICS
+from schemas.qrels import validate_qrels
+from schemas.queries import QUERIES
+from schemas.validation import SchemaError, check_columns
+from udfs.metrics import query_metrics_udf
+
+log = logging.getLogger(__name__)
+
+Denominator = Literal["qrels", "run"]
+_EXAMPLES = 5
+
+
+def check_run(run: DataFrame) -> DataFrame:
+    """Validates a run (a reranked or candidates table: qid, docid, score) and returns those
+    three columns; raises ``SchemaError`` on missing or mistyped columns, null ids, non-finite
+    scores or duplicate (qid, docid) rows, with examples.
+
+    Example:
+        >>> check_run(spark.read.format("delta").load("reranked"))  # doctest: +SKIP
+    """
+    df = check_columns(run, CANDIDATES, {"qid", "docid", "score"}, "run").select(
+        "qid", "docid", "score"
+    )
+    bad = (
+        F.col("qid").isNull() | F.col("docid").isNull() | F.col("score").isNull()
+        | F.isnan("score") | (F.abs("score") == float("inf"))
+    )
+    _fail_on(df.where(bad), "run", "rows with a null id or a null, NaN or infinite score")
+    _fail_on(_duplicates(df), "run", "duplicate (qid, docid) rows (qid, docid, copies)")
+    return df
+
+
+def check_qrels(qrels: DataFrame) -> DataFrame:
+    """Validates a qrels table; raises ``SchemaError`` on null ids or duplicate judgements.
+
+    Example:
+        >>> check_qrels(spark.read.format("delta").load("qrels"))  # doctest: +SKIP
+    """
+    df = validate_qrels(qrels)
+    bad = F.col("qid").isNull() | F.col("docid").isNull() | F.col("relevance").isNull()
+    _fail_on(df.where(bad), "qrels", "rows with a null qid, docid or relevance")
+    _fail_on(_duplicates(df), "qrels", "duplicate (qid, docid) judgements (qid, docid, copies)")
+    return df
+
+
+def remove_excluded(run: DataFrame, queries: DataFrame) -> DataFrame:
+    """Drops from each query's ranking the documents its ``excluded_ids`` name (BRIGHT).
+
+    Example:
+        >>> remove_excluded(run, spark.read.format("delta").load("queries"))  # doctest: +SKIP
+    """
+    check_columns(queries, QUERIES, {"qid", "excluded_ids"}, "queries")
+    excluded = queries.select("qid", F.explode("excluded_ids").alias("docid")).distinct()
+    return run.join(F.broadcast(excluded), ["qid", "docid"], "left_anti")
+
+
+def trec_eval_order() -> Window:
+    """Each query's ranking as trec_eval reads it: score descending, ties by docid descending."""
+    return Window.partitionBy("qid").orderBy(F.col("score").desc(), F.col("docid").desc())
+
+
+def judged_rankings(
+    run: DataFrame, qrels: DataFrame, depth: int | None, denominator: Denominator
+) -> DataFrame:
+    """One row per evaluated query following ``schemas.metrics.JUDGED_RANKINGS``.
+
+    Queries the qrels do not judge are dropped, as trec_eval does. With ``denominator='qrels'``
+    (trec_eval -c) every judged query is kept, one the run misses scoring 0; with ``'run'`` only
+    queries in both. ``depth`` keeps the top of each ranking only (None: all of it).
+    """
+    if denominator not in ("qrels", "run"):
+        raise ValueError(f"denominator must be 'qrels' or 'run', got {denominator!r}")
+    ranked = run.withColumn("_pos", F.row_number().over(trec_eval_order()))
+    if depth is not None:
+        ranked = ranked.where(F.col("_pos") <= depth)
+    gains = ranked.join(qrels.select("qid", "docid", "relevance"), ["qid", "docid"], "left")
+    per_query = gains.groupBy("qid").agg(
+        F.sort_array(
+            F.collect_list(F.struct("_pos", F.coalesce("relevance", F.lit(0)).alias("rel")))
+        ).alias("_hits")
+    )
+    judged = qrels.groupBy("qid").agg(F.collect_list("relevance").alias("judged"))
+    how = "left" if denominator == "qrels" else "inner"
+    return judged.join(per_query, "qid", how).select(
+        "qid",
+        F.transform("_hits", lambda h: h["rel"]).cast(JUDGED_RANKINGS["ranked"].dataType)
+        .alias("ranked"),
+        "judged",
+    )
+
+
+def query_metrics(rankings: DataFrame, metrics: Sequence[Metric]) -> DataFrame:
+    """Each query's value of each metric, following ``schemas.metrics.QUERY_METRICS``."""
+    return rankings.mapInPandas(query_metrics_udf([str(m) for m in metrics]), QUERY_METRICS)
+
+
+def metrics_table(per_query: DataFrame, run_date: dt.date, name: str) -> DataFrame:
+    """Per-query rows plus one mean row per metric with qid ``all``, following
+    ``schemas.METRICS``; ``num_queries`` is 1 per query and the denominator on ``all`` rows."""
+    means = per_query.groupBy("metric").agg(
+        F.lit(ALL_QUERIES).alias("qid"),
+        F.avg("value").alias("value"),
+        F.count(F.lit(1)).alias("num_queries"),
+    )
+    rows = per_query.select("qid", "metric", "value", F.lit(1).alias("num_queries")).unionByName(
+        means
+    )
+    return rows.select(
+        F.lit(run_date).cast(T.DateType()).alias("run_date"),
+        F.lit(name).alias("name"),
+        "qid",
+        "metric",
+        F.col("value").cast("double").alias("value"),
+        F.col("num_queries").cast("int").alias("num_queries"),
+    ).select(*METRICS.fieldNames())
+
+
+def evaluate_run(
+    run: DataFrame,
+    qrels: DataFrame,
+    metrics: Sequence[Metric],
+    run_date: dt.date,
+    name: str,
+    denominator: Denominator = "qrels",
+) -> DataFrame:
+    """Scores a checked run against checked qrels; rows follow ``schemas.METRICS``.
+
+    Example:
+        >>> evaluate_run(check_run(run), check_qrels(qrels), parse_metrics("ndcg@10"),
+        ...              date(2026, 11, 27), "bm25").show()  # doctest: +SKIP
+    """
+    rankings = judged_rankings(run, qrels, deepest_cutoff(metrics), denominator)
+    return metrics_table(query_metrics(rankings, metrics), run_date, name)
+
+
+def unjudged_queries(run: DataFrame, qrels: DataFrame) -> int:
+    """How many of the run's queries the qrels do not judge (they are not evaluated)."""
+    return run.select("qid").distinct().join(qrels.select("qid").distinct(), "qid",
+                                              "left_anti").count()
+
+
+def _duplicates(df: DataFrame) -> DataFrame:
+    return df.groupBy("qid", "docid").count().where(F.col("count") > 1)
+
+
+def _fail_on(problems: DataFrame, table: str, what: str) -> None:
+    examples = [tuple(r) for r in problems.limit(_EXAMPLES).collect()]
+    if examples:
+        raise SchemaError(f"{table} table has {what}, e.g. {examples}")

@@ -1,0 +1,222 @@
+"""Score a run against qrels in Spark and write the metrics Delta table for (run date, name).
+
+    grouprank evaluate --run RUN --qrels QRELS --output METRICS --run-date 2026-11-27 \\
+        [--name NAME] [--metrics ndcg@10,recall@10,recall@100,mrr@10,map] \\
+        [--denominator qrels|run] [--queries QUERIES] [--baseline NAME] [--test randomisation]
+    spark-submit jobs/evaluate.py <same flags>
+
+RUN is a reranked or candidates table (path or name), a TREC run file, or a rank_llm JSONL file;
+QRELS a qrels table or a TREC qrels file. The output holds one row per (run_date, name, qid,
+metric) and a mean row per metric with qid ``all``; a rerun replaces the same (run_date, name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from grouprank import formats
+from grouprank.metrics import Comparison, compare_runs, parse_metrics
+from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.eval_transforms import (
+    check_qrels,
+    check_run,
+    evaluate_run,
+    remove_excluded,
+    unjudged_queries,
+)
+from jobs.session import get_session
+from jobs.tables import check_table_ref, parse_run_date, read_table, write_delta
+from schemas.metrics import ALL_QUERIES, validate_metrics
+from schemas.qrels import QRELS
+from schemas.validation import SchemaError
+
+log = logging.getLogger("grouprank.evaluate")
+
+# Names go into the replaceWhere predicate, so they are limited to characters that cannot end it.
+_NAME = re.compile(r"^[\w.+@:/ -]{1,200}$")
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """What to score, against what, and where the metrics go."""
+
+    # Run: a reranked or candidates table (path or name), a TREC run file or a rank_llm JSONL file.
+    run: str
+    # Qrels: a qrels table (path or name) or a TREC qrels file.
+    qrels: str
+    # Output metrics Delta table (path or name); the (run date, name) rows are replaced.
+    output: str
+    # Run date (YYYY-MM-DD) of the evaluated run.
+    run_date: str
+    # Name stored with the metrics; defaults to the run's file or table name.
+    name: str | None = None
+    # Comma-separated metrics: ndcg@k, recall@k, p@k, mrr@k, map[@k].
+    metrics: str = "ndcg@10,recall@10,recall@100,mrr@10,map"
+    # Averaging denominator: every judged query (trec_eval -c) or only judged queries in the run.
+    denominator: Literal["qrels", "run"] = "qrels"
+    # Queries table whose excluded_ids are dropped from the run before scoring (BRIGHT).
+    queries: str | None = None
+    # Name of a run already in the output table (same run date) to compare this one with.
+    baseline: str | None = None
+    # Paired significance test of the comparison with --baseline.
+    test: Literal["randomisation", "t-test"] = "randomisation"
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataclass_arguments(parser, EvaluateJob)
+    return parser
+
+
+def run(job: EvaluateJob) -> dict:
+    """Runs the job and returns its summary; raises before any Spark work on bad flags."""
+    started = time.time()
+    run_date = parse_run_date(job.run_date)
+    metrics = parse_metrics(job.metrics)
+    name = job.name or _default_name(job.run)
+    if not _NAME.match(name):
+        raise ValueError(f"--name {name!r} may hold only letters, digits, spaces and ._+@:/-")
+    for ref, flag in ((job.run, "--run"), (job.qrels, "--qrels"), (job.output, "--output")):
+        check_table_ref(ref, flag)
+    for ref, flag in ((job.queries, "--queries"), (job.baseline and job.output, "--output")):
+        if ref:
+            check_table_ref(ref, flag)
+
+    spark = get_session("grouprank-evaluate")
+    run_df = check_run(read_run(spark, job.run))
+    qrels = check_qrels(read_qrels(spark, job.qrels))
+    if job.queries:
+        run_df = remove_excluded(run_df, read_table(spark, job.queries, "--queries"))
+    unjudged = unjudged_queries(run_df, qrels)
+    if unjudged:
+        log.warning("%d queries of the run have no judgements and are not evaluated", unjudged)
+    table = evaluate_run(run_df, qrels, metrics, run_date, name, job.denominator).persist()
+    try:
+        predicate = f"run_date = DATE'{run_date.isoformat()}' AND name = '{name}'"
+        write_delta(table, job.output, replace_where=predicate, partition_by=("run_date",))
+        means = {r["metric"]: (r["value"], r["num_queries"])
+                 for r in table.where(F.col("qid") == ALL_QUERIES).collect()}
+        comparisons = (_compare(spark, job, name, table, [str(m) for m in metrics])
+                       if job.baseline else [])
+    finally:
+        table.unpersist()
+    summary = {
+        "job": "evaluate",
+        "run_date": job.run_date,
+        "name": name,
+        "output": job.output,
+        "denominator": job.denominator,
+        "unjudged_queries_skipped": unjudged,
+        "means": {str(m): means[str(m)][0] for m in metrics if str(m) in means},
+        "num_queries": next(iter(means.values()))[1] if means else 0,
+        "comparisons": [asdict(c) for c in comparisons],
+        "seconds": round(time.time() - started, 1),
+    }
+    print_summary(summary, comparisons, job.baseline)
+    return summary
+
+
+def read_run(spark: SparkSession, ref: str) -> DataFrame:
+    """Reads a run: a TREC run file or rank_llm JSON(L) file by path, else a table."""
+    path = Path(ref)
+    if not path.is_file():
+        return read_table(spark, ref, "--run")
+    if path.name.endswith((".json", ".jsonl", ".jsonl.gz")):
+        frame = formats.read_rank_llm(path)[["qid", "docid", "score"]]
+        return spark.createDataFrame(frame, "qid string, docid string, score double")
+    lines = _parsed_lines(spark, path, formats.TREC_RUN_LINE.pattern, formats.read_trec_run)
+    return lines.select(
+        F.col("_1").alias("qid"), F.col("_3").alias("docid"),
+        F.col("_5").cast("double").alias("score"),
+    )
+
+
+def read_qrels(spark: SparkSession, ref: str) -> DataFrame:
+    """Reads qrels: a TREC qrels file by path, else a table."""
+    path = Path(ref)
+    if not path.is_file():
+        return read_table(spark, ref, "--qrels")
+    lines = _parsed_lines(spark, path, formats.TREC_QRELS_LINE.pattern, formats.read_trec_qrels)
+    return lines.select(
+        F.col("_1").alias("qid"), F.col("_3").alias("docid"),
+        F.col("_4").cast(QRELS["relevance"].dataType).alias("relevance"),
+    )
+
+
+def _parsed_lines(spark: SparkSession, path: Path, pattern: str, parse_locally) -> DataFrame:
+    """Splits a text file's lines with ``pattern`` in Spark (columns _1, _2, ...). On a line that
+    does not match, the pure-Python parser rereads the file to name the line in its error."""
+    lines = spark.read.text(str(path)).where(F.trim("value") != "")
+    if lines.where(~F.col("value").rlike(pattern)).limit(1).count():
+        parse_locally(path)  # raises FormatError with the file and line
+        raise SchemaError(f"{path}: lines that do not match {pattern!r}")
+    groups = re.compile(pattern).groups
+    return lines.select(
+        *[F.regexp_extract("value", pattern, i).alias(f"_{i}") for i in range(1, groups + 1)]
+    )
+
+
+def _default_name(ref: str) -> str:
+    return Path(ref.rstrip("/")).name or ref
+
+
+def _compare(
+    spark: SparkSession, job: EvaluateJob, name: str, table: DataFrame, metrics: list[str]
+) -> list[Comparison]:
+    stored = validate_metrics(read_table(spark, job.output, "--output"))
+    baseline = stored.where(
+        (F.col("run_date") == F.lit(parse_run_date(job.run_date)))
+        & (F.col("name") == job.baseline) & (F.col("qid") != ALL_QUERIES)
+    )
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for source, frame in (("baseline", baseline), ("run", table.where(F.col("qid") != ALL_QUERIES))):
+        for r in frame.select("metric", "qid", "value").collect():
+            values.setdefault((source, r["metric"]), {})[r["qid"]] = r["value"]
+    missing = [m for m in metrics if ("baseline", m) not in values]
+    if missing:
+        raise ValueError(
+            f"--baseline {job.baseline!r} has no {missing} rows for run date {job.run_date} in "
+            f"{job.output}; evaluate it first"
+        )
+    return [compare_runs(m, values[("run", m)], values[("baseline", m)], job.test)
+            for m in metrics]
+
+
+def print_summary(summary: dict, comparisons: list[Comparison], baseline: str | None) -> None:
+    """Prints the means as a table, the comparison with the baseline, and the JSON summary."""
+    print(f"{summary['name']} ({summary['run_date']}), {summary['num_queries']} queries, "
+          f"denominator {summary['denominator']}:")
+    for metric, value in summary["means"].items():
+        print(f"  {metric:<12} {value:.4f}")
+    if comparisons:
+        print(f"vs {baseline}:  metric        diff     wins/ties/losses  p ({comparisons[0].test})")
+        for c in comparisons:
+            print(f"  {c.metric:<12} {c.mean_difference:+.4f}  {c.wins:>4}/{c.ties}/{c.losses:<6}"
+                  f"       {c.p_value:.4g}")
+    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(dataclass_from_args(EvaluateJob, args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"grouprank evaluate: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
