@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import demo, rerank
+from jobs import demo, evaluate, ingest, rerank, retrieve
 
 _COMMANDS = {
     "rerank": rerank,
     "demo": demo,
+    "ingest": ingest,
+    "retrieve": retrieve,
+    "evaluate": evaluate,
 }
 
 

@@ -49,8 +49,9 @@ def check_run(run: DataFrame) -> DataFrame:
         F.col("qid").isNull() | F.col("docid").isNull() | F.col("score").isNull()
         | F.isnan("score") | (F.abs("score") == float("inf"))
     )
-    _fail_on(df.where(bad), "run", "rows with a null id or a null, NaN or infinite score")
-    _fail_on(_duplicates(df), "run", "duplicate (qid, docid) rows (qid, docid, copies)")
+    fail_on(df.where(bad), "run", "rows with a null id or a null, NaN or infinite score")
+    fail_on(duplicate_keys(df, ["qid", "docid"]), "run",
+            "duplicate (qid, docid) rows (qid, docid, copies)")
     return df
 
 
@@ -62,8 +63,9 @@ def check_qrels(qrels: DataFrame) -> DataFrame:
     """
     df = validate_qrels(qrels)
     bad = F.col("qid").isNull() | F.col("docid").isNull() | F.col("relevance").isNull()
-    _fail_on(df.where(bad), "qrels", "rows with a null qid, docid or relevance")
-    _fail_on(_duplicates(df), "qrels", "duplicate (qid, docid) judgements (qid, docid, copies)")
+    fail_on(df.where(bad), "qrels", "rows with a null qid, docid or relevance")
+    fail_on(duplicate_keys(df, ["qid", "docid"]), "qrels",
+            "duplicate (qid, docid) judgements (qid, docid, copies)")
     return df
 
 
@@ -163,11 +165,13 @@ def unjudged_queries(run: DataFrame, qrels: DataFrame) -> int:
                                               "left_anti").count()
 
 
-def _duplicates(df: DataFrame) -> DataFrame:
-    return df.groupBy("qid", "docid").count().where(F.col("count") > 1)
+def duplicate_keys(df: DataFrame, keys: list[str]) -> DataFrame:
+    """Each key that occurs more than once, with its ``count``."""
+    return df.groupBy(*keys).count().where(F.col("count") > 1)
 
 
-def _fail_on(problems: DataFrame, table: str, what: str) -> None:
+def fail_on(problems: DataFrame, table: str, what: str) -> None:
+    """Raises ``SchemaError`` with up to five example rows when ``problems`` has any."""
     examples = [tuple(r) for r in problems.limit(_EXAMPLES).collect()]
     if examples:
         raise SchemaError(f"{table} table has {what}, e.g. {examples}")

@@ -13,7 +13,7 @@ QUERIES = T.StructType(
         T.StructField("query", T.StringType(), True),
         # Documents to drop from this query's ranking before scoring (BRIGHT's excluded_ids);
         # empty or null for other benchmarks.
-        T.StructField("excluded_ids", T.ArrayType(T.StringType(), False), True),
+        T.StructField("excluded_ids", T.ArrayType(T.StringType(), True), True),
     ]
 )
 QUERIES_REQUIRED = {"qid", "query"}

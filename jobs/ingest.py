@@ -1,0 +1,132 @@
+"""Ingest a public benchmark's files into the corpus, queries and qrels Delta tables.
+
+    grouprank ingest --format trec|beir|bright|r2med --source DIR --output DIR_OR_DATABASE \\
+        [--subset NAME]
+    grouprank ingest --format trec --source ../shared/data/vaswani --output /tmp/vaswani
+
+Writes ``OUTPUT/corpus``, ``OUTPUT/queries`` and ``OUTPUT/qrels`` (or the tables
+``OUTPUT.corpus`` ... when OUTPUT is a database name), each replaced as a whole. Every file is
+parsed and checked before the first table is written, so a malformed file (reported with its
+path and line) leaves the output untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from grouprank.formats import Benchmark, read_benchmark
+from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.session import get_session
+from jobs.tables import check_table_ref, is_path, write_delta
+from schemas.corpus import CORPUS, validate_corpus
+from schemas.qrels import QRELS, validate_qrels
+from schemas.queries import QUERIES, validate_queries
+
+log = logging.getLogger("grouprank.ingest")
+
+TABLES = ("corpus", "queries", "qrels")
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """Which benchmark files to read and where the three tables go."""
+
+    # Layout of the source folder.
+    format: Literal["trec", "beir", "bright", "r2med"]
+    # Local folder holding the benchmark's files (nothing is downloaded).
+    source: str
+    # Output folder (tables go in OUTPUT/corpus, ...) or database name (OUTPUT.corpus, ...).
+    output: str
+    # BRIGHT subset (required, e.g. biology), R2MED subset folder, or BEIR qrels split (test).
+    subset: str | None = None
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataclass_arguments(parser, IngestJob)
+    return parser
+
+
+def table_refs(output: str) -> dict[str, str]:
+    """The three table references under an output folder or database.
+
+    Example:
+        >>> table_refs("/data/vaswani")["qrels"], table_refs("bench.vaswani")["qrels"]
+        ('/data/vaswani/qrels', 'bench.vaswani.qrels')
+    """
+    separator = "/" if is_path(output) else "."
+    return {name: f"{output.rstrip('/')}{separator}{name}" for name in TABLES}
+
+
+def to_tables(spark: SparkSession, benchmark: Benchmark) -> dict[str, DataFrame]:
+    """The benchmark's frames as validated Spark DataFrames with the declared schemas."""
+    frames = {
+        "corpus": (benchmark.corpus, CORPUS, validate_corpus),
+        "queries": (benchmark.queries, QUERIES, validate_queries),
+        "qrels": (benchmark.qrels, QRELS, validate_qrels),
+    }
+    tables = {}
+    for name, (frame, schema, validate) in frames.items():
+        present = [f for f in schema.fields if f.name in frame.columns]
+        tables[name] = validate(
+            spark.createDataFrame(_plain(frame[[f.name for f in present]]), T.StructType(present))
+        )
+    return tables
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    # Arrow needs None, not NaN, for missing strings.
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def run(job: IngestJob) -> dict:
+    """Reads, checks and writes the three tables; returns the summary."""
+    started = time.time()
+    refs = table_refs(check_table_ref(job.output, "--output"))
+    benchmark = read_benchmark(job.format, job.source, job.subset)
+    unjudged = set(benchmark.qrels["qid"]) - set(benchmark.queries["qid"])
+    if unjudged:
+        log.warning("%d qrels queries are not in the queries file, e.g. %s", len(unjudged),
+                    sorted(unjudged)[:5])
+    spark = get_session("grouprank-ingest")
+    for name, table in to_tables(spark, benchmark).items():
+        write_delta(table, refs[name], "--output")
+    summary = {
+        "job": "ingest",
+        "settings": asdict(job),
+        "tables": refs,
+        "documents": len(benchmark.corpus),
+        "queries": len(benchmark.queries),
+        "judgements": len(benchmark.qrels),
+        "seconds": round(time.time() - started, 1),
+    }
+    print(f"ingested {summary['documents']} documents, {summary['queries']} queries and "
+          f"{summary['judgements']} judgements from {job.source} into {job.output} "
+          f"in {summary['seconds']} s")
+    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(dataclass_from_args(IngestJob, args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"grouprank ingest: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
