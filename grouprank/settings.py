@@ -69,6 +69,18 @@ class RerankSettings:
         if problems:
             raise ValueError("invalid rerank settings: " + "; ".join(problems))
 
+    def scorer_key(self) -> tuple:
+        """The fields that decide which model is loaded and how it scores (the worker cache key)."""
+        return (
+            self.model,
+            self.mode,
+            self.prompt_template,
+            self.max_doc_tokens,
+            self.max_new_tokens,
+            self.batch_tokens,
+            self.trust_remote_code,
+        )
+
     def digest(self, template_text: str) -> str:
         """A short, stable hash of everything that determines the scores, template text included.
 

@@ -21,7 +21,16 @@ from grouprank.settings import RerankSettings
 from jobs.args import add_dataclass_arguments, dataclass_from_args
 from jobs.session import get_session
 from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
-from jobs.transforms import EMPTY_QUERY, EMPTY_TEXT, check_candidates, rerank, status_counts
+from jobs.transforms import (
+    EMPTY_QUERY,
+    EMPTY_TEXT,
+    check_candidates,
+    fuse_and_rank,
+    prepare_candidates,
+    score_candidates,
+    scoring_diagnostics,
+    status_counts,
+)
 
 log = logging.getLogger("grouprank.rerank")
 
@@ -66,10 +75,14 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     )
     if report.rows == 0:
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
-    result = rerank(candidates, settings, run_date).persist()
+    prepared = prepare_candidates(candidates)
+    # Scores are kept (small: no texts) so the summary and the write reuse one model pass.
+    scored = score_candidates(prepared, settings).persist()
+    result = fuse_and_rank(prepared, scored, settings, run_date).persist()
     try:
         counts = status_counts(result)
         summary = _summary(job, settings, report, counts)
+        summary["scoring"] = scoring_diagnostics(scored)
         expected = report.rows - report.duplicates_removed
         if summary["rows_out"] != expected:
             raise RuntimeError(f"rows out {summary['rows_out']} != rows in {expected}; not written")
@@ -82,6 +95,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         write_run_date_partition(result, job.output, run_date)
     finally:
         result.unpersist()
+        scored.unpersist()
     summary["seconds"] = round(time.time() - started, 1)
     _print_summary(summary)
     return summary

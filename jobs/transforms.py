@@ -159,25 +159,42 @@ def rerank(
         >>> checked, _ = check_candidates(df, RerankSettings())  # doctest: +SKIP
         >>> rerank(checked, RerankSettings(), date(2026, 11, 27)).show()  # doctest: +SKIP
     """
-    spark = candidates.sparkSession
-    if partitions is None:
-        partitions = settings.partitions or default_parallelism(spark)
-    by_query = Window.partitionBy("qid")
-    first_stage_order = by_query.orderBy(F.col("score").desc(), F.col("docid").asc())
-    base = (
-        candidates.withColumn(
-            "first_stage_rank",
-            F.coalesce(F.col("rank"), F.row_number().over(first_stage_order)).cast("int"),
-        )
-        .withColumn(
-            "skip",
-            F.when(_blank(F.col("query")), F.lit(EMPTY_QUERY)).when(
-                _blank(F.col("text")), F.lit(EMPTY_TEXT)
-            ),
-        )
+    base = prepare_candidates(candidates)
+    scored = score_candidates(base, settings, partitions)
+    return fuse_and_rank(base, scored, settings, run_date)
+
+
+def prepare_candidates(candidates: DataFrame) -> DataFrame:
+    """Adds ``first_stage_rank`` (given rank, else by score) and ``skip`` (why not to score)."""
+    first_stage_order = Window.partitionBy("qid").orderBy(
+        F.col("score").desc(), F.col("docid").asc()
     )
-    groups = build_groups(base.where(F.col("skip").isNull()), settings)
-    scored = score_groups(groups, settings, partitions)
+    return candidates.withColumn(
+        "first_stage_rank",
+        F.coalesce(F.col("rank"), F.row_number().over(first_stage_order)).cast("int"),
+    ).withColumn(
+        "skip",
+        F.when(_blank(F.col("query")), F.lit(EMPTY_QUERY)).when(
+            _blank(F.col("text")), F.lit(EMPTY_TEXT)
+        ),
+    )
+
+
+def score_candidates(
+    prepared: DataFrame, settings: RerankSettings, partitions: int | None = None
+) -> DataFrame:
+    """Groups the scoreable candidates and scores them: ``schemas.GROUP_SCORES`` rows."""
+    if partitions is None:
+        partitions = settings.partitions or default_parallelism(prepared.sparkSession)
+    groups = build_groups(prepared.where(F.col("skip").isNull()), settings)
+    return score_groups(groups, settings, partitions)
+
+
+def fuse_and_rank(
+    prepared: DataFrame, scored: DataFrame, settings: RerankSettings, run_date: dt.date
+) -> DataFrame:
+    """Averages repeats, fuses with the first stage and ranks: ``schemas.RERANKED`` rows."""
+    by_query = Window.partitionBy("qid")
     per_doc = scored.groupBy("qid", "docid").agg(
         F.sort_array(F.collect_list(F.struct("repeat", "group", "model_score", "status"))).alias(
             "repeats"
@@ -185,7 +202,7 @@ def rerank(
         F.avg("model_score").alias("model_mean"),
         F.sum((F.col("status") == OK).cast("int")).alias("ok_repeats"),
     )
-    joined = base.join(per_doc, ["qid", "docid"], "left")
+    joined = prepared.join(per_doc, ["qid", "docid"], "left")
     lo, hi = F.min("score").over(by_query), F.max("score").over(by_query)
     first_stage_norm = F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0))
     model_score = F.when(F.col("skip").isNotNull(), F.lit(0.0)).otherwise(F.col("model_mean"))
@@ -231,6 +248,30 @@ def rerank(
         F.lit(settings.digest(template.source_text)).alias("settings_digest"),
         F.lit(run_date).cast(T.DateType()).alias("run_date"),
     ).select(*RERANKED.fieldNames())
+
+
+def scoring_diagnostics(scored: DataFrame) -> dict:
+    """Groups, tokens and per-worker model loads and peak memory of a scoring pass (an action)."""
+    per_group = scored.groupBy("qid", "repeat", "group").agg(
+        F.first("prompt_tokens").alias("prompt_tokens"),
+        F.first("generated_tokens").alias("generated_tokens"),
+    )
+    totals = per_group.agg(
+        F.count(F.lit(1)).alias("groups"),
+        F.sum("prompt_tokens").alias("prompt_tokens"),
+        F.sum("generated_tokens").alias("generated_tokens"),
+    ).first()
+    workers = scored.groupBy("worker_pid").agg(
+        F.max("worker_model_loads").alias("loads"), F.max("worker_peak_rss_mb").alias("rss")
+    ).collect()
+    return {
+        "groups": totals["groups"],
+        "prompt_tokens": totals["prompt_tokens"] or 0,
+        "generated_tokens": totals["generated_tokens"] or 0,
+        "python_workers": len(workers),
+        "model_loads_per_worker": sorted(r["loads"] for r in workers),
+        "peak_worker_rss_mb": max((r["rss"] for r in workers), default=0),
+    }
 
 
 def status_counts(reranked: DataFrame) -> dict[str, int]:

@@ -28,10 +28,11 @@ GROUP_SCORES = T.StructType(
         T.StructField("status", T.StringType(), False),
         T.StructField("prompt_tokens", T.IntegerType(), False),
         T.StructField("generated_tokens", T.IntegerType(), False),
-        # Diagnostics for benchmarks: which Python worker scored the group and how many times that
-        # worker has loaded a model.
+        # Diagnostics for the job summary and benchmarks: which Python worker scored the group,
+        # how many times that worker has loaded a model, and its peak resident memory.
         T.StructField("worker_pid", T.IntegerType(), False),
         T.StructField("worker_model_loads", T.IntegerType(), False),
+        T.StructField("worker_peak_rss_mb", T.IntegerType(), False),
     ]
 )
 

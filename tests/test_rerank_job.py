@@ -144,10 +144,15 @@ def test_rerun_is_idempotent_and_dates_accumulate(spark, settings, tmp_path):
     rows = make_rows("a", 12) + make_rows("b", 3)
     cand = _write_candidates(spark, tmp_path, rows)
     out = str(tmp_path / "reranked")
-    rerank_job.run(_job(cand, out), settings)
+    summary = rerank_job.run(_job(cand, out), settings)
     first = spark.read.format("delta").load(out)
     first_rows = first.collect()
-    rerank_job.run(_job(cand, out), settings)
+    # A different fusion weight reuses the loaded model: loads per worker do not grow.
+    rerun = RerankSettings(**{**settings.__dict__, "fusion_weight": 0.5})
+    rerank_job.run(_job(cand, out), rerun)
+    again = rerank_job.run(_job(cand, out), settings)
+    assert again["scoring"]["model_loads_per_worker"] <= summary["scoring"]["model_loads_per_worker"]
+    assert again["scoring"]["groups"] == 2 and again["scoring"]["prompt_tokens"] > 0
     again = spark.read.format("delta").load(out)
     assert again.count() == len(rows)
     assertDataFrameEqual(again, spark.createDataFrame(first_rows, again.schema))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from typing import Callable, Iterator
 
 import pandas as pd
@@ -48,7 +49,7 @@ def task_device() -> str:
 def get_scorer(settings: RerankSettings, device: str) -> GroupScorer:
     """Loads the scorer once per Python worker and returns the cached one afterwards."""
     global _LOADS
-    key = (settings, device)
+    key = (settings.scorer_key(), device)
     if key not in _SCORERS:
         from grouprank.models import load_scorer
 
@@ -89,6 +90,8 @@ def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
     ]
     results = scorer.score_groups(groups)
     pid = os.getpid()
+    # ru_maxrss is in KiB on Linux.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     rows = []
     for (qid, repeat, group, docids), result in zip(
         chunk[["qid", "repeat", "group", "docids"]].itertuples(index=False), results
@@ -96,7 +99,7 @@ def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
         for docid, score, status in zip(docids, result.scores, result.statuses):
             rows.append(
                 (qid, repeat, group, docid, score, status, result.prompt_tokens,
-                 result.generated_tokens, pid, _LOADS)
+                 result.generated_tokens, pid, _LOADS, peak_mb)
             )
     frame = pd.DataFrame(rows, columns=GROUP_SCORES.fieldNames())
     frame["model_score"] = frame["model_score"].astype("float64")
