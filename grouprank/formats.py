@@ -390,7 +390,8 @@ def read_r2med_queries(path: str | Path) -> pd.DataFrame:
 
 
 def read_r2med_qrels(path: str | Path) -> pd.DataFrame:
-    """Reads R2MED ``qrels.jsonl`` (``q_id``, ``p_id``, ``score``); columns qid, docid, relevance."""
+    """Reads R2MED ``qrels.jsonl`` (``q_id``, ``p_id``, ``score``); columns qid, docid,
+    relevance."""
     rows = [
         (_id(r, "q_id", path, n), _id(r, "p_id", path, n),
          _int(_field(r, "score", path, n), "score", path, n))

@@ -12,8 +12,6 @@ metric) and a mean row per metric with qid ``all``; a rerun replaces the same (r
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
 import sys
@@ -27,7 +25,7 @@ from pyspark.sql import functions as F
 
 from grouprank import formats
 from grouprank.metrics import Comparison, compare_runs, parse_metrics
-from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.entry import print_summary, run_job
 from jobs.eval_transforms import (
     check_qrels,
     check_run,
@@ -71,12 +69,6 @@ class EvaluateJob:
     baseline: str | None = None
     # Paired significance test of the comparison with --baseline.
     test: Literal["randomisation", "t-test"] = "randomisation"
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_dataclass_arguments(parser, EvaluateJob)
-    return parser
 
 
 def run(job: EvaluateJob) -> dict:
@@ -123,7 +115,7 @@ def run(job: EvaluateJob) -> dict:
         "comparisons": [asdict(c) for c in comparisons],
         "seconds": round(time.time() - started, 1),
     }
-    print_summary(summary, comparisons, job.baseline)
+    print_means(summary, comparisons, job.baseline)
     return summary
 
 
@@ -180,7 +172,8 @@ def _compare(
         & (F.col("name") == job.baseline) & (F.col("qid") != ALL_QUERIES)
     )
     values: dict[tuple[str, str], dict[str, float]] = {}
-    for source, frame in (("baseline", baseline), ("run", table.where(F.col("qid") != ALL_QUERIES))):
+    this_run = table.where(F.col("qid") != ALL_QUERIES)
+    for source, frame in (("baseline", baseline), ("run", this_run)):
         for r in frame.select("metric", "qid", "value").collect():
             values.setdefault((source, r["metric"]), {})[r["qid"]] = r["value"]
     missing = [m for m in metrics if ("baseline", m) not in values]
@@ -193,29 +186,23 @@ def _compare(
             for m in metrics]
 
 
-def print_summary(summary: dict, comparisons: list[Comparison], baseline: str | None) -> None:
+def print_means(summary: dict, comparisons: list[Comparison], baseline: str | None) -> None:
     """Prints the means as a table, the comparison with the baseline, and the JSON summary."""
-    print(f"{summary['name']} ({summary['run_date']}), {summary['num_queries']} queries, "
-          f"denominator {summary['denominator']}:")
+    lines = [f"{summary['name']} ({summary['run_date']}), {summary['num_queries']} queries, "
+             f"denominator {summary['denominator']}:"]
     for metric, value in summary["means"].items():
-        print(f"  {metric:<12} {value:.4f}")
+        lines.append(f"  {metric:<12} {value:.4f}")
     if comparisons:
-        print(f"vs {baseline}:  metric        diff     wins/ties/losses  p ({comparisons[0].test})")
+        lines.append(f"vs {baseline}:  metric        diff     wins/ties/losses  "
+                     f"p ({comparisons[0].test})")
         for c in comparisons:
-            print(f"  {c.metric:<12} {c.mean_difference:+.4f}  {c.wins:>4}/{c.ties}/{c.losses:<6}"
-                  f"       {c.p_value:.4g}")
-    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
+            lines.append(f"  {c.metric:<12} {c.mean_difference:+.4f}  "
+                         f"{c.wins:>4}/{c.ties}/{c.losses:<6}       {c.p_value:.4g}")
+    print_summary("\n".join(lines), summary)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        run(dataclass_from_args(EvaluateJob, args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"grouprank evaluate: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job("evaluate", EvaluateJob, run, argv, __doc__)
 
 
 if __name__ == "__main__":

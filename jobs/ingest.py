@@ -12,8 +12,6 @@ path and line) leaves the output untouched.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 import time
@@ -25,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from grouprank.formats import Benchmark, read_benchmark
-from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.entry import print_summary, run_job
 from jobs.session import get_session
 from jobs.tables import check_table_ref, is_path, write_delta
 from schemas.corpus import CORPUS, validate_corpus
@@ -49,12 +47,6 @@ class IngestJob:
     output: str
     # BRIGHT subset (required, e.g. biology), R2MED subset folder, or BEIR qrels split (test).
     subset: str | None = None
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_dataclass_arguments(parser, IngestJob)
-    return parser
 
 
 def table_refs(output: str) -> dict[str, str]:
@@ -110,22 +102,14 @@ def run(job: IngestJob) -> dict:
         "judgements": len(benchmark.qrels),
         "seconds": round(time.time() - started, 1),
     }
-    print(f"ingested {summary['documents']} documents, {summary['queries']} queries and "
-          f"{summary['judgements']} judgements from {job.source} into {job.output} "
-          f"in {summary['seconds']} s")
-    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
+    print_summary(f"ingested {summary['documents']} documents, {summary['queries']} queries and "
+                  f"{summary['judgements']} judgements from {job.source} into {job.output} "
+                  f"in {summary['seconds']} s", summary)
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        run(dataclass_from_args(IngestJob, args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"grouprank ingest: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job("ingest", IngestJob, run, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ in parallel. Queries' ``excluded_ids`` are never retrieved.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 import time
@@ -23,7 +21,7 @@ from pyspark.sql import functions as F
 
 from grouprank import formats
 from grouprank.retrieval import DEFAULT_ALPHA, Method, build_index
-from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.entry import print_summary, run_job
 from jobs.retrieve_transforms import check_corpus, check_queries, indexed_text, retrieve
 from jobs.session import get_session
 from jobs.tables import check_table_ref, read_table, write_delta
@@ -53,12 +51,6 @@ class RetrieveJob:
     export_trec: str | None = None
     # Also write the candidates as rank_llm JSONL requests here (collected on the driver).
     export_rank_llm: str | None = None
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_dataclass_arguments(parser, RetrieveJob)
-    return parser
 
 
 def run(job: RetrieveJob) -> dict:
@@ -103,22 +95,14 @@ def run(job: RetrieveJob) -> dict:
         "seconds": round(time.time() - started, 1),
         "settings": asdict(job),
     }
-    print(f"retrieved {summary['rows_out']} candidates for {summary['queries_out']} queries "
-          f"from {summary['documents']} documents with {job.method} into {job.output} "
-          f"in {summary['seconds']} s")
-    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
+    print_summary(f"retrieved {summary['rows_out']} candidates for {summary['queries_out']} "
+                  f"queries from {summary['documents']} documents with {job.method} into "
+                  f"{job.output} in {summary['seconds']} s", summary)
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        run(dataclass_from_args(RetrieveJob, args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"grouprank retrieve: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job("retrieve", RetrieveJob, run, argv, __doc__)
 
 
 if __name__ == "__main__":

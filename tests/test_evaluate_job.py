@@ -12,9 +12,9 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertSchemaEqual
 
 from grouprank.formats import FormatError, read_trec_qrels, read_trec_run
+from grouprank.metrics import MetricError, parse_metrics
 from jobs import cli, evaluate
 from jobs.eval_transforms import check_qrels, check_run, evaluate_run
-from grouprank.metrics import MetricError, parse_metrics
 from schemas.metrics import METRICS
 from schemas.validation import SchemaError
 
@@ -95,7 +95,8 @@ def test_output_schema_rerun_is_idempotent_and_comparison(spark, files, capsys):
 def test_excluded_ids_are_removed_before_scoring(spark, files, tmp_path):
     queries = tmp_path / "queries"
     spark.createDataFrame(
-        [("q1", "?", ["b"]), ("q2", "?", [])], "qid string, query string, excluded_ids array<string>"
+        [("q1", "?", ["b"]), ("q2", "?", [])],
+        "qid string, query string, excluded_ids array<string>",
     ).write.format("delta").save(str(queries))
     evaluate.run(_job(files, name="excl", queries=str(queries), metrics="mrr@10"))
     # Without 'b', q1's first document is 'a' (relevant): 1 instead of 1/2.
