@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -49,10 +49,8 @@ def check_run(run: DataFrame) -> DataFrame:
         F.col("qid").isNull() | F.col("docid").isNull() | F.col("score").isNull()
         | F.isnan("score") | (F.abs("score") == float("inf"))
     )
-    fail_on(df.where(bad), "run", "rows with a null id or a null, NaN or infinite score")
-    fail_on(duplicate_keys(df, ["qid", "docid"]), "run",
-            "duplicate (qid, docid) rows (qid, docid, copies)")
-    return df
+    return check_rows(df, "run", ["qid", "docid"], bad,
+                      "rows with a null id or a null, NaN or infinite score")
 
 
 def check_qrels(qrels: DataFrame) -> DataFrame:
@@ -63,10 +61,8 @@ def check_qrels(qrels: DataFrame) -> DataFrame:
     """
     df = validate_qrels(qrels)
     bad = F.col("qid").isNull() | F.col("docid").isNull() | F.col("relevance").isNull()
-    fail_on(df.where(bad), "qrels", "rows with a null qid, docid or relevance")
-    fail_on(duplicate_keys(df, ["qid", "docid"]), "qrels",
-            "duplicate (qid, docid) judgements (qid, docid, copies)")
-    return df
+    return check_rows(df, "qrels", ["qid", "docid"], bad,
+                      "rows with a null qid, docid or relevance")
 
 
 def remove_excluded(run: DataFrame, queries: DataFrame) -> DataFrame:
@@ -165,13 +161,26 @@ def unjudged_queries(run: DataFrame, qrels: DataFrame) -> int:
                                               "left_anti").count()
 
 
-def duplicate_keys(df: DataFrame, keys: list[str]) -> DataFrame:
-    """Each key that occurs more than once, with its ``count``."""
-    return df.groupBy(*keys).count().where(F.col("count") > 1)
+def check_rows(df: DataFrame, table: str, keys: list[str], bad: Column, what: str) -> DataFrame:
+    """Returns ``df`` if no row is ``bad`` and no key repeats; else raises ``SchemaError`` with
+    up to five examples of each problem. One Spark job when the table is clean."""
+    stats = (
+        df.groupBy(*keys)
+        .agg(F.count(F.lit(1)).alias("_n"), F.max(bad.cast("int")).alias("_bad"))
+        .agg(F.sum((F.col("_n") > 1).cast("int")).alias("dupes"), F.sum("_bad").alias("bad"))
+        .first()
+    )
+    problems = []
+    if stats["bad"]:
+        problems.append(f"{what}, e.g. {_examples(df.where(bad))}")
+    if stats["dupes"]:
+        repeats = df.groupBy(*keys).count().where(F.col("count") > 1)
+        problems.append(f"{stats['dupes']} repeated ({', '.join(keys)}), e.g. (with copies) "
+                        f"{_examples(repeats)}")
+    if problems:
+        raise SchemaError(f"{table} table has " + "; ".join(problems))
+    return df
 
 
-def fail_on(problems: DataFrame, table: str, what: str) -> None:
-    """Raises ``SchemaError`` with up to five example rows when ``problems`` has any."""
-    examples = [tuple(r) for r in problems.limit(_EXAMPLES).collect()]
-    if examples:
-        raise SchemaError(f"{table} table has {what}, e.g. {examples}")
+def _examples(df: DataFrame) -> list[tuple]:
+    return [tuple(r) for r in df.limit(_EXAMPLES).collect()]

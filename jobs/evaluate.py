@@ -5,7 +5,8 @@
         [--denominator qrels|run] [--queries QUERIES] [--baseline NAME] [--test randomisation]
     spark-submit jobs/evaluate.py <same flags>
 
-RUN is a reranked or candidates table (path or name), a TREC run file, or a rank_llm JSONL file;
+RUN is a reranked or candidates table (path or name; a table with a ``run_date`` column is read
+for ``--run-date`` only), a TREC run file, or a rank_llm JSONL file;
 QRELS a qrels table or a TREC qrels file. The output holds one row per (run_date, name, qid,
 metric) and a mean row per metric with qid ``all``; a rerun replaces the same (run_date, name).
 """
@@ -86,7 +87,10 @@ def run(job: EvaluateJob) -> dict:
             check_table_ref(ref, flag)
 
     spark = get_session("grouprank-evaluate")
-    run_df = check_run(read_run(spark, job.run))
+    raw_run = read_run(spark, job.run)
+    if "run_date" in raw_run.columns:  # a reranked table holds every night's run: take this one
+        raw_run = raw_run.where(F.col("run_date") == F.lit(run_date))
+    run_df = check_run(raw_run)
     qrels = check_qrels(read_qrels(spark, job.qrels))
     if job.queries:
         run_df = remove_excluded(run_df, read_table(spark, job.queries, "--queries"))

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from grouprank.retrieval import IndexBundle
-from jobs.eval_transforms import duplicate_keys, fail_on
+from jobs.eval_transforms import check_rows
 from schemas.candidates import CANDIDATES
 from schemas.corpus import validate_corpus
 from schemas.queries import validate_queries
@@ -24,17 +24,13 @@ from udfs.retrieval import RETRIEVED, retrieve_udf
 def check_corpus(corpus: DataFrame) -> DataFrame:
     """Validates the corpus: declared columns, no null or duplicate docids (with examples)."""
     df = validate_corpus(corpus)
-    fail_on(df.where(F.col("docid").isNull()).select("text"), "corpus", "rows with a null docid")
-    fail_on(duplicate_keys(df, ["docid"]), "corpus", "duplicate docids (docid, copies)")
-    return df
+    return check_rows(df, "corpus", ["docid"], F.col("docid").isNull(), "rows with a null docid")
 
 
 def check_queries(queries: DataFrame) -> DataFrame:
     """Validates the queries: declared columns, no null or duplicate qids (with examples)."""
     df = validate_queries(queries)
-    fail_on(df.where(F.col("qid").isNull()).select("query"), "queries", "rows with a null qid")
-    fail_on(duplicate_keys(df, ["qid"]), "queries", "duplicate qids (qid, copies)")
-    return df
+    return check_rows(df, "queries", ["qid"], F.col("qid").isNull(), "rows with a null qid")
 
 
 def indexed_text() -> F.Column:

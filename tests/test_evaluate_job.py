@@ -114,16 +114,18 @@ def test_bad_input_fails_before_writing(spark, files):
     with pytest.raises(FormatError, match=r"bad.txt:2: expected"):
         evaluate.run(_job(files, run=str(files / "bad.txt")))
     (files / "dupe.txt").write_text("q1 Q0 a 1 2.0 t\nq1 Q0 a 2 1.0 t\n")
-    with pytest.raises(SchemaError, match="duplicate"):
+    with pytest.raises(SchemaError, match=r"1 repeated \(qid, docid\)"):
         evaluate.run(_job(files, run=str(files / "dupe.txt")))
     assert not (files / "metrics").exists()
 
 
-def test_cli_reads_a_candidates_table(spark, files, capsys):
-    candidates = files / "candidates"
+def test_cli_reads_the_run_date_of_a_reranked_table(spark, files, capsys):
+    candidates = files / "reranked"
+    # Two nights of the same query: only --run-date's rows are scored (y first on that night).
     spark.createDataFrame(
-        [("q2", "?", "x", "t", 5.0, 1), ("q2", "?", "y", "t", 4.0, 2)],
-        "qid string, query string, docid string, text string, score double, rank int",
+        [("q2", "x", 5.0, dt.date(2026, 11, 27)), ("q2", "y", 4.0, dt.date(2026, 11, 27)),
+         ("q2", "x", 1.0, dt.date(2026, 11, 26)), ("q2", "y", 4.0, dt.date(2026, 11, 26))],
+        "qid string, docid string, score double, run_date date",
     ).write.format("delta").save(str(candidates))
     code = cli.main(["evaluate", "--run", str(candidates), "--qrels", str(files / "qrels.txt"),
                      "--output", str(files / "metrics"), "--run-date", DAY,
