@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import demo, evaluate, ingest, rerank, retrieve
+from jobs import demo, evaluate, ingest, rerank, retrieve, synthesize
 
 _COMMANDS = {
     "rerank": rerank,
@@ -17,6 +17,7 @@ _COMMANDS = {
     "ingest": ingest,
     "retrieve": retrieve,
     "evaluate": evaluate,
+    "synthesize": synthesize,
 }
 
 

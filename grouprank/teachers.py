@@ -1,0 +1,125 @@
+"""Teachers for answer-free synthesis: what labels each pool, from a SPEC string.
+
+    first-stage                      the first-stage ranking of the pool
+    encoder[:DIR]                    sentence-encoder cosine, 10 * max(0, cos) (default MiniLM)
+    llm:MODEL:PARADIGM[:SCORER]      a causal LM reranker, e.g. llm:/models/qwen-32b:listwise,
+                                     llm:default:pointwise:yesno (MODEL may be 'default')
+
+Every teacher gives each pooled document a 0-10 score; its ranking sorts by that score (the
+first-stage teacher by first-stage rank).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from grouprank.backends.base import GroupInput, GroupResult
+from grouprank.parsing import OK
+
+FIRST_STAGE, ENCODER, LLM = "first-stage", "encoder", "llm"
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A parsed teacher SPEC."""
+
+    kind: str
+    model: str | None = None
+    paradigm: str | None = None
+    scorer: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The canonical SPEC string (recorded in the samples' ``teachers`` column)."""
+        parts = [self.kind] + [p for p in (self.model, self.paradigm, self.scorer) if p]
+        return ":".join(parts)
+
+
+def parse_teacher(spec: str) -> TeacherSpec:
+    """Parses a teacher SPEC, failing with the accepted forms on anything else.
+
+    Example:
+        >>> parse_teacher("llm:/m/qwen:pointwise:yesno")
+        TeacherSpec(kind='llm', model='/m/qwen', paradigm='pointwise', scorer='yesno')
+        >>> parse_teacher("encoder").id
+        'encoder'
+    """
+    if spec == FIRST_STAGE:
+        return TeacherSpec(FIRST_STAGE)
+    if spec == ENCODER or spec.startswith(ENCODER + ":"):
+        return TeacherSpec(ENCODER, spec.partition(":")[2] or None)
+    if spec.startswith(LLM + ":"):
+        rest = spec[len(LLM) + 1 :]
+        parts = rest.rsplit(":", 2)
+        if len(parts) >= 2 and parts[-2] in ("groupwise", "pointwise", "listwise"):
+            model, paradigm, scorer = ":".join(parts[:-2]), parts[-2], parts[-1]
+        else:
+            model, _, paradigm = rest.rpartition(":")
+            scorer = None
+        if model and paradigm in ("groupwise", "pointwise", "listwise"):
+            return TeacherSpec(LLM, model, paradigm, scorer)
+    raise ValueError(
+        f"teacher {spec!r} is not one of: first-stage | encoder[:DIR] | "
+        "llm:MODEL:groupwise|pointwise|listwise[:SCORER]"
+    )
+
+
+class EncoderTeacher:
+    """Cosine similarity of a sentence encoder, mapped to 0-10 (implements ``GroupScorer``)."""
+
+    def __init__(self, model_dir: str | None = None, device: str = "cpu") -> None:
+        import os
+
+        from grouprank.retrieval import encoder_dir
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from sentence_transformers import SentenceTransformer
+
+        path = model_dir or str(encoder_dir())
+        self.encoder = SentenceTransformer(path, device=device)
+        self.name = f"encoder:{path.rstrip('/').split('/')[-1]}"
+
+    def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
+        queries = self.encoder.encode([g.query for g in groups], normalize_embeddings=True)
+        texts = [t for g in groups for t in g.texts]
+        docs = self.encoder.encode(texts, normalize_embeddings=True, batch_size=64)
+        results, start = [], 0
+        for query, group in zip(queries, groups):
+            block = docs[start : start + len(group.texts)]
+            start += len(group.texts)
+            cosine = block @ query
+            results.append(
+                GroupResult(
+                    scores=[float(10.0 * max(0.0, c)) for c in cosine],
+                    statuses=[OK] * len(group.texts),
+                    prompt_tokens=0,
+                    generated_tokens=0,
+                )
+            )
+        return results
+
+
+def load_teacher(spec: TeacherSpec, device: str = "cpu"):
+    """Loads an encoder or LLM teacher as a ``GroupScorer`` (first-stage needs no model)."""
+    if spec.kind == ENCODER:
+        return EncoderTeacher(spec.model, device)
+    if spec.kind == LLM:
+        from grouprank.models import load_scorer
+        from grouprank.settings import RerankSettings
+
+        extra = {"pointwise_scorer": spec.scorer} if spec.scorer else {}
+        settings = RerankSettings(model=spec.model, paradigm=spec.paradigm, **extra)
+        return load_scorer(settings, device)
+    raise ValueError(f"teacher {spec.id} loads no model")
+
+
+def teacher_digest(spec: TeacherSpec) -> str:
+    """A short hash identifying the teacher and, for LLM teachers, its prompt template text."""
+    text = spec.id
+    if spec.kind == LLM:
+        from grouprank.prompts import load_template
+
+        text += load_template().source_text
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

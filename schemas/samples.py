@@ -1,0 +1,45 @@
+"""The synthesized training samples table, and the per-query pool rows the synthesis UDF reads."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# One row per query: its usable candidates in first-stage order, cut at the pool depth.
+POOL_SOURCES = T.StructType(
+    [
+        T.StructField("qid", T.StringType(), False),
+        T.StructField("query", T.StringType(), False),
+        T.StructField("docids", T.ArrayType(T.StringType(), False), False),
+        T.StructField("texts", T.ArrayType(T.StringType(), False), False),
+        T.StructField("scores", T.ArrayType(T.DoubleType(), False), False),
+    ]
+)
+
+# One row per training sample; the training jobs read these columns.
+SAMPLES = T.StructType(
+    [
+        T.StructField("sample_id", T.StringType(), False),
+        T.StructField("qid", T.StringType(), False),
+        T.StructField("query", T.StringType(), False),
+        # Documents in sample (prompt) order.
+        T.StructField("docids", T.ArrayType(T.StringType(), False), False),
+        T.StructField("texts", T.ArrayType(T.StringType(), False), False),
+        # 0-10 targets and 1-based target ranks (1 = best), aligned with docids.
+        T.StructField("target_scores", T.ArrayType(T.DoubleType(), False), False),
+        T.StructField("target_ranks", T.ArrayType(T.IntegerType(), False), False),
+        T.StructField("group_size", T.IntegerType(), False),
+        # sft | rl, decided per query so no query is in both.
+        T.StructField("split", T.StringType(), False),
+        # Each document's position in the pointwise (L_p) and listwise (L_l) ranking of its pool.
+        T.StructField("pointwise_ranks", T.ArrayType(T.IntegerType(), False), False),
+        T.StructField("listwise_ranks", T.ArrayType(T.IntegerType(), False), False),
+        # Documents of the pool a teacher gave no usable score (ranked last, target level 0).
+        T.StructField("teacher_unscored", T.IntegerType(), False),
+        # JSON: {"pointwise": {"id": ..., "digest": ...}, "listwise": {...}}.
+        T.StructField("teachers", T.StringType(), False),
+        # The chat-formatted prompt and the completion in the paper's format, ready for SFT.
+        T.StructField("prompt", T.StringType(), False),
+        T.StructField("completion", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+    ]
+)

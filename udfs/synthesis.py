@@ -1,0 +1,149 @@
+"""The synthesis UDF: one row per query's candidates in, that query's training samples out.
+
+Teachers load once per Python worker (cached like the reranking model) and score every pool of
+an Arrow batch in one call; everything else is ``grouprank.synthesis``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from grouprank import synthesis as syn
+from grouprank.backends import GroupInput
+from grouprank.parsing import OK
+from grouprank.teachers import FIRST_STAGE, TeacherSpec, load_teacher, teacher_digest
+from schemas.samples import SAMPLES
+from udfs.scoring import cached, task_device
+
+_SAMPLE_COLUMNS = [c for c in SAMPLES.fieldNames() if c != "run_date"]
+
+
+def synthesize_udf(
+    settings: syn.SynthesisSettings,
+    pointwise: TeacherSpec,
+    listwise: TeacherSpec,
+    chat_model: str,
+    max_doc_tokens: int,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """Builds the ``mapInPandas`` function from ``POOL_SOURCES`` rows to ``SAMPLES`` rows
+    (without ``run_date``, which the transform adds)."""
+    teachers = json.dumps(
+        {
+            "pointwise": {"id": pointwise.id, "digest": teacher_digest(pointwise)},
+            "listwise": {"id": listwise.id, "digest": teacher_digest(listwise)},
+        },
+        sort_keys=True,
+    )
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            if batch.empty:
+                continue
+            device = task_device()
+            chat = cached(("chat", chat_model), lambda: _ChatPrompts(chat_model, max_doc_tokens))
+            pools = [_pool(row, settings) for row in batch.itertuples(index=False)]
+            p_scores = _teacher_scores(pointwise, pools, device)
+            l_scores = _teacher_scores(listwise, pools, device)
+            rows = []
+            for pool, ps, ls in zip(pools, p_scores, l_scores):
+                rows.extend(_samples(pool, ps, ls, settings, teachers, chat))
+            yield pd.DataFrame(rows, columns=_SAMPLE_COLUMNS)
+
+    return run
+
+
+class _Pool:
+    def __init__(self, qid: str, query: str, docids: list, texts: list, scores: list) -> None:
+        self.qid, self.query = qid, query
+        self.docids, self.texts, self.scores = docids, texts, scores
+
+
+def _pool(row, settings: syn.SynthesisSettings) -> _Pool:
+    keep = syn.sample_pool(len(row.docids), row.qid, settings)
+    return _Pool(
+        row.qid,
+        row.query,
+        [row.docids[i] for i in keep],
+        [row.texts[i] for i in keep],
+        [float(row.scores[i]) for i in keep],
+    )
+
+
+def _teacher_scores(
+    spec: TeacherSpec, pools: list[_Pool], device: str
+) -> list[list[float | None]]:
+    """0-10 scores per pooled document; None where the teacher gave none."""
+    if spec.kind == FIRST_STAGE:
+        return [_minmax10(p.scores) for p in pools]
+    teacher = cached(("teacher", spec), lambda: load_teacher(spec, device))
+    results = teacher.score_groups([GroupInput(p.query, tuple(p.texts)) for p in pools])
+    return [
+        [s if st == OK else None for s, st in zip(r.scores, r.statuses)] for r in results
+    ]
+
+
+def _minmax10(values: list[float]) -> list[float | None]:
+    lo, hi = min(values), max(values)
+    return [10.0 * (v - lo) / (hi - lo) if hi > lo else 10.0 for v in values]
+
+
+def _samples(pool, p_scores, l_scores, settings, teachers: str, chat) -> list[tuple]:
+    n = len(pool.docids)
+    first_stage = list(range(n))  # pools are in first-stage order
+    unscored = sum(s is None for s in p_scores) + sum(s is None for s in l_scores)
+    # A document a teacher could not score ranks after every scored one (by first stage).
+    p_rank = syn.ranks_from_scores([-1.0 if s is None else s for s in p_scores], first_stage)
+    l_rank = syn.ranks_from_scores([-1.0 if s is None else s for s in l_scores], first_stage)
+    fused = syn.fuse_ranks(p_rank, l_rank, settings.beta)
+    labels = syn.ranks_from_scores(fused, p_rank)
+    targets = syn.calibrated_targets(labels, [0.0 if s is None else s for s in p_scores])
+    split = syn.split_of(pool.qid, settings)
+    rows = []
+    for k, sample in enumerate(syn.cut_samples(labels, targets, pool.qid, settings)):
+        texts = [pool.texts[i] for i in sample.positions]
+        rows.append(
+            (
+                f"{pool.qid}#{k}",
+                pool.qid,
+                pool.query,
+                [pool.docids[i] for i in sample.positions],
+                texts,
+                sample.target_scores,
+                sample.target_ranks,
+                len(sample.positions),
+                split,
+                [p_rank[i] for i in sample.positions],
+                [l_rank[i] for i in sample.positions],
+                unscored,
+                teachers,
+                chat.prompt(pool.query, texts),
+                syn.completion_text(sample.target_scores, sample.target_ranks),
+            )
+        )
+    return rows
+
+
+class _ChatPrompts:
+    """Renders the groupwise prompt with a chat model's template, documents cut as at inference."""
+
+    def __init__(self, chat_model: str, max_doc_tokens: int) -> None:
+        from transformers import AutoTokenizer
+
+        from grouprank.models import resolve_model
+        from grouprank.prompts import load_template
+
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(chat_model))
+        self.template = load_template()
+        self.max_doc_tokens = max_doc_tokens
+
+    def prompt(self, query: str, texts: list[str]) -> str:
+        from grouprank.backends.lm import truncate_texts
+
+        cut = truncate_texts(self.tokenizer, texts, self.max_doc_tokens)
+        messages = self.template.messages(query, cut)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
