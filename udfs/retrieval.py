@@ -4,10 +4,10 @@
 Operating limits, as for ``pyspark.ml.functions.predict_batch_udf``: the closure captures only
 the ``IndexBundle`` (bytes; PySpark broadcasts a pickled function above its broadcast threshold,
 so a large index is sent once per executor, not once per task). Each Python worker unpacks the
-bundle once and caches it keyed by the bundle's digest; with ``spark.python.worker.reuse`` (the
-default) later tasks reuse it. Memory per worker is the index (see ``grouprank.retrieval``) plus,
-for dense and hybrid, the 90 MB encoder and a (batch × documents) float64 score matrix, bounded
-by ``chunk_queries``.
+bundle once and caches it keyed by the bundle's digest (``udfs.scoring.cached``); with
+``spark.python.worker.reuse`` (the default) later tasks reuse it. Memory per worker is the index
+(see ``grouprank.retrieval``) plus, for dense and hybrid, the 90 MB encoder and a
+(batch × documents) float64 score matrix, bounded by ``chunk_queries``.
 """
 
 from __future__ import annotations
@@ -19,21 +19,16 @@ from pyspark.sql import types as T
 
 from grouprank.retrieval import IndexBundle, Retriever
 from schemas.candidates import CANDIDATES
+from udfs.scoring import cached, task_device
 
 # What the retrieval UDF returns: the candidates columns that retrieval decides.
 RETRIEVED = T.StructType([CANDIDATES[name] for name in ("qid", "docid", "score", "rank")])
 
-# Per-worker cache of loaded indexes, keyed by bundle digest.
-_RETRIEVERS: dict[tuple[str, str], Retriever] = {}
-
 
 def get_retriever(bundle: IndexBundle, device: str) -> Retriever:
-    """Loads a bundle once per Python worker and returns the cached retriever afterwards."""
-    key = (bundle.digest, device)
-    if key not in _RETRIEVERS:
-        _RETRIEVERS.clear()  # one index per worker: a new bundle replaces the old one
-        _RETRIEVERS[key] = Retriever(bundle, device)
-    return _RETRIEVERS[key]
+    """Loads a bundle once per Python worker (through the workers' shared model cache) and
+    returns the cached retriever afterwards."""
+    return cached(("retriever", bundle.digest, device), lambda: Retriever(bundle, device))
 
 
 def retrieve_udf(
@@ -46,8 +41,6 @@ def retrieve_udf(
     """
 
     def retrieve(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from udfs.scoring import task_device
-
         retriever = None
         for batch in batches:
             if batch.empty:
