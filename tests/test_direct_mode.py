@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from grouprank.backends import GroupInput
-from grouprank.backends.causal_lm import CausalLMScorer, _token_batches
+from grouprank.backends.causal_lm import CausalLMScorer
+from grouprank.backends.lm import token_batches
 from grouprank.parsing import OK, UNPARSED
 from grouprank.prompts import load_template
 
@@ -101,7 +102,7 @@ def test_reason_mode_marks_unusable_output_unparsed(tiny_model_dir):
 
 def test_token_batches_respect_the_budget():
     lengths = [5, 100, 6, 7, 50, 50]
-    batches = _token_batches(lengths, budget=100)
+    batches = token_batches(lengths, budget=100)
     assert sorted(i for b in batches for i in b) == list(range(6))
     for batch in batches:
         if len(batch) > 1:

@@ -15,7 +15,6 @@ parses it with ``grouprank.parsing``; unusable output is marked, never scored.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,15 @@ from typing import Sequence
 import torch
 
 from grouprank.backends.base import GroupInput, GroupResult
+from grouprank.backends.lm import (
+    LoadedCausalLM,
+    chat_prompt_ids,
+    forward_step,
+    generate_greedy,
+    left_pad,
+    load_causal_lm,
+    token_batches,
+)
 from grouprank.parsing import OK, parse_answer
 from grouprank.prompts import PromptTemplate
 
@@ -46,8 +54,11 @@ class _ScoreTokens:
     digits: list[int]
 
 
-class CausalLMScorer:
-    """A Hugging Face causal LM used as a groupwise reranker (implements ``GroupScorer``)."""
+class CausalLMScorer(LoadedCausalLM):
+    """A Hugging Face causal LM used as a groupwise reranker (implements ``GroupScorer``).
+
+    Takes ``LoadedCausalLM``'s arguments (``name``, ``max_doc_tokens``, ``batch_tokens``) too.
+    """
 
     def __init__(
         self,
@@ -55,30 +66,16 @@ class CausalLMScorer:
         tokenizer,
         template: PromptTemplate,
         *,
-        name: str,
         mode: str = "direct",
-        max_doc_tokens: int = 256,
         max_new_tokens: int = 768,
-        batch_tokens: int = 16384,
+        **shared,
     ) -> None:
         if mode not in ("direct", "reason"):
             raise ValueError(f"mode must be 'direct' or 'reason', got {mode!r}")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.template = template
-        self.name = name
+        super().__init__(model, tokenizer, template, **shared)
         self.mode = mode
-        self.max_doc_tokens = max_doc_tokens
         self.max_new_tokens = max_new_tokens
-        self.batch_tokens = batch_tokens
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        self._pad = tokenizer.pad_token_id
-        self._device = next(model.parameters()).device
         self._score_tokens = _score_tokens(tokenizer, template) if mode == "direct" else None
-        # transformers 5 renamed the KV-cache argument and output field from past_key_values.
-        forward_args = inspect.signature(model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
 
     @classmethod
     def from_pretrained(
@@ -91,14 +88,7 @@ class CausalLMScorer:
         **kwargs,
     ) -> "CausalLMScorer":
         """Loads a model directory (safetensors only) onto ``device``: bf16 on GPU, fp32 on CPU."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        tokenizer.padding_side = "left"
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        ).to(device)
+        model, tokenizer = load_causal_lm(path, device, trust_remote_code)
         return cls(model, tokenizer, template, **kwargs)
 
     # ---- the GroupScorer interface -------------------------------------------------------
@@ -106,7 +96,7 @@ class CausalLMScorer:
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
         prompts = [self.prompt_ids(g) for g in groups]
         results: list[GroupResult | None] = [None] * len(groups)
-        for batch in _token_batches([len(p) for p in prompts], self.batch_tokens):
+        for batch in token_batches([len(p) for p in prompts], self.batch_tokens):
             ids = [prompts[i] for i in batch]
             sizes = [len(groups[i].texts) for i in batch]
             with torch.inference_mode():
@@ -122,28 +112,8 @@ class CausalLMScorer:
     def prompt_ids(self, group: GroupInput) -> list[int]:
         """Token ids of the chat prompt for one group (direct mode: plus the answer skeleton)."""
         messages = self.template.messages(group.query, self.truncate(group.texts))
-        if self.tokenizer.chat_template:
-            text = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        else:
-            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        if self.mode == "direct":
-            text += self.template.answer_prefix_text()
-        special = not self.tokenizer.chat_template
-        return self.tokenizer(text, add_special_tokens=special).input_ids
-
-    def truncate(self, texts: Sequence[str]) -> list[str]:
-        """Cuts each text to ``max_doc_tokens`` tokens; texts within budget are kept verbatim."""
-        encoded = self.tokenizer(
-            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_doc_tokens
-        ).input_ids
-        return [
-            self.tokenizer.decode(ids, skip_special_tokens=True)
-            if len(ids) >= self.max_doc_tokens
-            else text
-            for text, ids in zip(texts, encoded)
-        ]
+        prefix = self.template.answer_prefix_text() if self.mode == "direct" else ""
+        return chat_prompt_ids(self.tokenizer, messages, prefix)
 
     # ---- direct mode -----------------------------------------------------------------------
 
@@ -151,7 +121,7 @@ class CausalLMScorer:
         st = self._score_tokens
         assert st is not None
         dev = self._device
-        ids, mask = _left_pad(prompts, self._pad, dev)
+        ids, mask = left_pad(prompts, self._pad, dev)
         logits, cache = self._forward(ids, mask, None)
         batch = len(prompts)
         expected = torch.zeros(batch, max(sizes), dtype=torch.float64)
@@ -197,7 +167,7 @@ class CausalLMScorer:
                 live.append(k < sizes[row])
                 if live[-1]:
                     fed[row] += len(steps[-1])
-            step_ids, step_mask = _left_pad(steps, self._pad, dev)
+            step_ids, step_mask = left_pad(steps, self._pad, dev)
             step_mask = step_mask * torch.tensor(live, dtype=step_mask.dtype, device=dev)[:, None]
             mask = torch.cat([mask, step_mask], 1)
             logits, cache = self._forward(step_ids, mask, cache)
@@ -219,36 +189,14 @@ class CausalLMScorer:
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, cache
     ) -> tuple[torch.Tensor, object]:
-        """One step with the KV cache; returns (last-position logits, updated cache)."""
-        # Positions follow the attention mask, so left padding and tokens masked out after the
-        # fact (a score prefix that was not chosen) leave no gap in the positions of real tokens.
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            **{self._cache_arg: cache},
-        )
-        return out.logits[:, -1, :], out[self._cache_arg]
+        return forward_step(self.model, ids, mask, cache, self._cache_arg)
 
     # ---- reason mode -----------------------------------------------------------------------
 
     def _reason(self, prompts: list[list[int]], sizes: list[int]) -> list[GroupResult]:
-        ids, mask = _left_pad(prompts, self._pad, self._device)
-        generated = self.model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            pad_token_id=self._pad,
-        )[:, ids.shape[1] :]
+        generated = generate_greedy(self.model, self.tokenizer, prompts, self.max_new_tokens)
         results = []
-        eos = self.tokenizer.eos_token_id
-        for row, n in enumerate(sizes):
-            tokens = generated[row].tolist()
-            if eos in tokens:
-                tokens = tokens[: tokens.index(eos) + 1]
+        for row, (tokens, n) in enumerate(zip(generated, sizes)):
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             parsed = parse_answer(text, n)
             results.append(
@@ -290,38 +238,3 @@ def _score_tokens(tokenizer, template: PromptTemplate) -> _ScoreTokens:
         prefix=next(iter(prefixes)) if prefixes else None,
         digits=[spelled[d][0] for d in range(10) if len(spelled[d]) == 1],
     )
-
-
-def _left_pad(
-    sequences: list[list[int]], pad: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, width - len(seq) :] = torch.tensor(seq)
-            mask[row, width - len(seq) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _token_batches(lengths: list[int], budget: int) -> list[list[int]]:
-    """Indices grouped into batches whose padded size (rows x longest) stays within ``budget``.
-
-    Sorting by length keeps padding small; a prompt longer than the budget runs alone.
-
-    Example:
-        >>> _token_batches([5, 100, 6, 7], budget=20)
-        [[0, 2], [3], [1]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and (len(current) + 1) * lengths[i] > budget:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
