@@ -1,37 +1,33 @@
-"""Groupwise prompt templates: loading, rendering and the direct-mode answer skeleton."""
+"""Prompt templates of every paradigm: loading, rendering and the direct-mode answer skeleton.
+
+Each paradigm reads one bundled TOML file from ``grouprank/templates/`` (``--prompt-template``
+replaces it with a file of the same keys): groupwise.toml and pointwise_score.toml are
+``PromptTemplate``s, pointwise_yesno.toml a ``YesNoTemplate`` and listwise.toml a ``ChatTemplate``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
-_KEYS = (
-    "system",
-    "user",
-    "document",
-    "document_separator",
-    "answer_prefix",
-    "slot",
-    "slot_separator",
-    "answer_suffix",
-)
+if TYPE_CHECKING:
+    from grouprank.settings import RerankSettings
 
 
 @dataclass(frozen=True)
-class PromptTemplate:
-    """A groupwise prompt: the chat turns plus the answer skeleton used by direct mode."""
+class ChatTemplate:
+    """A system turn and a user turn listing bracketed documents, plus text opening the answer."""
 
     system: str
     user: str
     document: str
     document_separator: str
+    # Written after the assistant turn opens, before the model's first token.
     answer_prefix: str
-    slot: str
-    slot_separator: str
-    answer_suffix: str
     source_text: str
 
     def messages(self, query: str, texts: Sequence[str]) -> list[dict[str, str]]:
@@ -52,6 +48,19 @@ class PromptTemplate:
             {"role": "user", "content": user},
         ]
 
+    def _check(self) -> None:
+        self.messages("q", ["d"])
+        self.answer_prefix.format()
+
+
+@dataclass(frozen=True)
+class PromptTemplate(ChatTemplate):
+    """A groupwise prompt: the chat turns plus the answer skeleton used by direct mode."""
+
+    slot: str
+    slot_separator: str
+    answer_suffix: str
+
     def answer_prefix_text(self) -> str:
         """The start of the answer up to and including the first slot."""
         return self.answer_prefix.format() + self.slot.format(index=1)
@@ -67,15 +76,56 @@ class PromptTemplate:
         )
         return self.answer_prefix.format() + body + self.answer_suffix.format()
 
+    def _check(self) -> None:
+        super()._check()
+        self.answer_text([1, 2])
+        self.slot_text(2)
 
-def load_template(path: str | Path | None = None) -> PromptTemplate:
-    """Loads a prompt template TOML file; ``None`` loads the bundled groupwise template.
+
+@dataclass(frozen=True)
+class YesNoTemplate(ChatTemplate):
+    """A relevance-judgement prompt for one document, answered by the word ``yes`` or ``no``."""
+
+    # The two answer words; the first token of each is read at the answer position.
+    yes: str
+    no: str
+
+
+T = TypeVar("T", bound=ChatTemplate)
+
+
+def load_template(
+    path: str | Path | None = None, bundled: str = "groupwise.toml"
+) -> PromptTemplate:
+    """Loads a prompt template TOML file; ``None`` loads the bundled file ``bundled``.
 
     Raises ``ValueError`` naming missing keys or unknown format fields before any model work.
     """
+    return _load(PromptTemplate, path, bundled)
+
+
+def template_for(settings: RerankSettings) -> ChatTemplate:
+    """The template the settings' paradigm uses: ``--prompt-template``, else its bundled file.
+
+    Example:
+        >>> from grouprank.settings import RerankSettings
+        >>> type(template_for(RerankSettings(paradigm="listwise"))).__name__
+        'ChatTemplate'
+    """
+    path = settings.prompt_template
+    if settings.paradigm == "listwise":
+        return _load(ChatTemplate, path, "listwise.toml")
+    if settings.paradigm == "pointwise" and settings.pointwise_scorer == "yesno":
+        return _load(YesNoTemplate, path, "pointwise_yesno.toml")
+    if settings.paradigm == "pointwise":
+        return _load(PromptTemplate, path, "pointwise_score.toml")
+    return _load(PromptTemplate, path, "groupwise.toml")
+
+
+def _load(cls: type[T], path: str | Path | None, bundled: str) -> T:
     if path is None:
-        text = resources.files("grouprank").joinpath("templates/groupwise.toml").read_text("utf-8")
-        origin = "bundled groupwise.toml"
+        text = resources.files("grouprank").joinpath(f"templates/{bundled}").read_text("utf-8")
+        origin = f"bundled {bundled}"
     else:
         origin = str(path)
         try:
@@ -86,18 +136,13 @@ def load_template(path: str | Path | None = None) -> PromptTemplate:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"prompt template {origin} is not valid TOML: {err}") from err
-    missing = [k for k in _KEYS if k not in data]
+    keys = [f.name for f in dataclasses.fields(cls) if f.name != "source_text"]
+    missing = [k for k in keys if k not in data]
     if missing:
         raise ValueError(f"prompt template {origin} lacks keys: {', '.join(missing)}")
-    template = PromptTemplate(**{k: str(data[k]) for k in _KEYS}, source_text=text)
-    _check_fields(template, origin)
-    return template
-
-
-def _check_fields(t: PromptTemplate, origin: str) -> None:
+    template = cls(**{k: str(data[k]) for k in keys}, source_text=text)
     try:
-        t.messages("q", ["d"])
-        t.answer_text([1, 2])
-        t.slot_text(2)
+        template._check()
     except (KeyError, IndexError, ValueError) as err:
         raise ValueError(f"prompt template {origin} has a bad format field: {err!r}") from err
+    return template
