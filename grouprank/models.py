@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from grouprank.backends.base import GroupScorer
-from grouprank.prompts import load_template
+from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 
 log = logging.getLogger(__name__)
@@ -110,26 +110,37 @@ def model_name(spec: str) -> str:
 
 
 def load_scorer(settings: RerankSettings, device: str = "cpu") -> GroupScorer:
-    """Loads the groupwise scorer that ``settings`` describe onto ``device``.
+    """Loads the scorer of ``settings.paradigm`` onto ``device``.
+
+    groupwise -> ``CausalLMScorer``; pointwise -> ``YesNoScorer`` or ``PointwiseScoreScorer``;
+    listwise -> ``ListwiseScorer``; all on the same model and tokenizer loading.
 
     Example:
         >>> scorer = load_scorer(RerankSettings(model="default"))  # doctest: +SKIP
         >>> scorer.score_groups([GroupInput("q", ("doc a", "doc b"))])  # doctest: +SKIP
     """
     from grouprank.backends.causal_lm import CausalLMScorer
+    from grouprank.backends.listwise import ListwiseScorer
+    from grouprank.backends.lm import load_causal_lm
+    from grouprank.backends.pointwise import PointwiseScoreScorer, YesNoScorer
 
     path = resolve_model(settings.model)
     name = model_name(settings.model)
-    template = load_template(settings.prompt_template)
-    log.info("loading %s from %s on %s", name, path, device)
-    return CausalLMScorer.from_pretrained(
-        path,
-        template,
-        device=device,
-        trust_remote_code=settings.trust_remote_code,
-        name=name,
-        mode=settings.mode,
-        max_doc_tokens=settings.max_doc_tokens,
-        max_new_tokens=settings.max_new_tokens,
-        batch_tokens=settings.batch_tokens,
+    template = template_for(settings)
+    log.info("loading %s from %s on %s (%s)", name, path, device, settings.paradigm)
+    model, tokenizer = load_causal_lm(path, device, settings.trust_remote_code)
+    common = dict(
+        name=name, max_doc_tokens=settings.max_doc_tokens, batch_tokens=settings.batch_tokens
+    )
+    if settings.paradigm == "listwise":
+        return ListwiseScorer(
+            model, tokenizer, template, window_size=settings.window_size,
+            window_step=settings.window_step, **common,
+        )
+    if settings.paradigm == "pointwise":
+        scorer = YesNoScorer if settings.pointwise_scorer == "yesno" else PointwiseScoreScorer
+        return scorer(model, tokenizer, template, **common)
+    return CausalLMScorer(
+        model, tokenizer, template, mode=settings.mode, max_new_tokens=settings.max_new_tokens,
+        **common,
     )

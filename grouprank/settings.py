@@ -10,6 +10,8 @@ from typing import Literal
 
 Mode = Literal["direct", "reason"]
 DuplicatePolicy = Literal["error", "keep-best"]
+Paradigm = Literal["groupwise", "pointwise", "listwise"]
+PointwiseScorer = Literal["yesno", "score"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,16 @@ class RerankSettings:
     on_duplicates: DuplicatePolicy = "error"
     # Fail the job when more than this fraction of scored documents has no usable model score.
     max_unparsed_fraction: float = 1.0
+    # groupwise: score groups of documents together (GroupRank); pointwise: one call per document;
+    # listwise: RankGPT-style sliding window over the first-stage order, generating a permutation.
+    paradigm: Paradigm = "groupwise"
+    # Pointwise: yesno = 10 * P(yes) / (P(yes) + P(no)) under a relevance-judgement prompt;
+    # score = expected 0-10 score read at the answer slot, as in groupwise direct mode.
+    pointwise_scorer: PointwiseScorer = "yesno"
+    # Listwise: documents per window.
+    window_size: int = 20
+    # Listwise: how far the window moves up the list each time (overlap = size - step).
+    window_step: int = 10
     # Allow model code from the model directory to run (off unless the user asks).
     trust_remote_code: bool = False
     # Partitions of group rows fed to the scoring UDF; 0 = Spark's default parallelism.
@@ -56,6 +68,22 @@ class RerankSettings:
             problems.append(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
         if self.mode not in ("direct", "reason"):
             problems.append(f"mode must be 'direct' or 'reason', got {self.mode!r}")
+        if self.paradigm not in ("groupwise", "pointwise", "listwise"):
+            problems.append(
+                f"paradigm must be 'groupwise', 'pointwise' or 'listwise', got {self.paradigm!r}"
+            )
+        if self.pointwise_scorer not in ("yesno", "score"):
+            problems.append(
+                f"pointwise_scorer must be 'yesno' or 'score', got {self.pointwise_scorer!r}"
+            )
+        if self.window_size < 2:
+            problems.append(f"window_size must be >= 2, got {self.window_size}")
+        if not 1 <= self.window_step <= self.window_size:
+            # A step beyond the window would leave documents no window ever compares.
+            problems.append(
+                f"window_step must be in [1, window_size={self.window_size}], "
+                f"got {self.window_step}"
+            )
         if self.on_duplicates not in ("error", "keep-best"):
             problems.append(f"on_duplicates must be 'error' or 'keep-best', got {self.on_duplicates!r}")
         if self.max_doc_tokens < 1:
@@ -79,6 +107,10 @@ class RerankSettings:
             self.max_new_tokens,
             self.batch_tokens,
             self.trust_remote_code,
+            self.paradigm,
+            self.pointwise_scorer,
+            self.window_size,
+            self.window_step,
         )
 
     def digest(self, template_text: str) -> str:

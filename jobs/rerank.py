@@ -2,7 +2,7 @@
 
     grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \\
         [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight 0.6] \\
-        [--mode direct|reason] [--seed 0]
+        [--mode direct|reason] [--seed 0] [--paradigm groupwise|pointwise|listwise]
     spark-submit jobs/rerank.py <same flags>
 """
 
@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from grouprank.models import check_model
-from grouprank.prompts import load_template
+from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from jobs.args import add_dataclass_arguments, dataclass_from_args
 from jobs.session import get_session
@@ -65,7 +65,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     check_table_ref(job.candidates, "--candidates")
     check_table_ref(job.output, "--output")
     check_model(settings.model)
-    load_template(settings.prompt_template)
+    template_for(settings)
 
     spark = get_session("grouprank-rerank")
     # Arrow batches of group rows stay small: each row carries a whole group's texts.

@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from grouprank.models import model_name
 from grouprank.parsing import OK
-from grouprank.prompts import load_template
+from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from schemas.candidates import validate_candidates
 from schemas.reranked import GROUP_SCORES, RERANKED
@@ -99,19 +99,26 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     For each repeat r, a query's n candidates are ordered by a seeded hash of (seed, r, qid,
     docid) and dealt round-robin into ceil(n / group_size) groups, so sizes differ by at most one
     (45 at 20 -> 15/15/15) and the same seed gives the same groups on any cluster layout.
+    For ``paradigm='listwise'`` the sliding window needs the whole list in first-stage order:
+    every candidate goes to group 0, ordered by ``first_stage_rank`` (then docid), which the
+    frame must then carry (``prepare_candidates`` adds it).
     Returns one row per (qid, repeat, group) following ``schemas.SCORING_GROUPS``.
     """
+    listwise = settings.paradigm == "listwise"
     repeats = F.explode(F.sequence(F.lit(0), F.lit(settings.repeats - 1)).cast("array<int>"))
     by_query = Window.partitionBy("qid", "repeat")
     shuffled = by_query.orderBy(
         F.xxhash64(F.lit(settings.seed), "repeat", "qid", "docid"), "docid"
     )
+    order = by_query.orderBy("first_stage_rank", "docid") if listwise else shuffled
+    dealt = F.lit(0) if listwise else F.col("pos") % F.ceil(F.col("n") / settings.group_size)
+    columns = ["qid", "query", "docid", "text"] + (["first_stage_rank"] if listwise else [])
     rows = (
-        candidates.select("qid", "query", "docid", "text")
+        candidates.select(*columns)
         .withColumn("repeat", repeats)
-        .withColumn("pos", F.row_number().over(shuffled) - 1)
+        .withColumn("pos", F.row_number().over(order) - 1)
         .withColumn("n", F.count(F.lit(1)).over(by_query))
-        .withColumn("group", (F.col("pos") % F.ceil(F.col("n") / settings.group_size)).cast("int"))
+        .withColumn("group", dealt.cast("int"))
     )
     return (
         rows.groupBy("qid", "repeat", "group")
@@ -232,7 +239,7 @@ def fuse_and_rank(
             )
         ),
     )
-    template = load_template(settings.prompt_template)
+    template = template_for(settings)
     return ranked.select(
         "qid",
         "docid",
