@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import demo, evaluate, ingest, rerank, retrieve, synthesize
+from jobs import demo, evaluate, ingest, pipeline, rerank, retrieve, synthesize
 
 _COMMANDS = {
     "rerank": rerank,
@@ -18,6 +18,7 @@ _COMMANDS = {
     "retrieve": retrieve,
     "evaluate": evaluate,
     "synthesize": synthesize,
+    "pipeline": pipeline,
 }
 
 

@@ -1,0 +1,131 @@
+"""Faults in real Spark jobs: killed workers, a job killed before its commit, concurrent dates,
+and a model that emits garbage. Each faulty run is a separate job process, so the fault can kill
+it; faults are injected by tests/faults/sitecustomize.py into the Python workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from grouprank.settings import RerankSettings
+from jobs import rerank as rerank_job
+from schemas import CANDIDATES
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = "2026-11-27"
+pytestmark = pytest.mark.slow
+
+
+def _rows():
+    return [
+        (f"q{q}", f"query number {q}", f"q{q}-d{i}", f"text {i} of query {q}", float(30 - i), i + 1)
+        for q in range(6)
+        for i in range(12)
+    ]
+
+
+@pytest.fixture(scope="module")
+def setup(spark, tiny_model_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("faults")
+    cand = str(base / "candidates")
+    spark.createDataFrame(_rows(), CANDIDATES).write.format("delta").save(cand)
+    settings = RerankSettings(model=str(tiny_model_dir), group_size=5, partitions=4)
+    reference = str(base / "reference")
+    rerank_job.run(rerank_job.RerankJob(cand, reference, DAY), settings)
+    return base, cand, settings, spark.read.format("delta").load(reference).collect()
+
+
+def _job_process(cand: str, out: str, day: str, model: str, fault: str = "", extra=()):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)])
+    # local[2,4]: two cores, and a failed task is retried up to 4 times, as on a cluster.
+    env["PYSPARK_SUBMIT_ARGS"] = "--master local[2,4] pyspark-shell"
+    env["GROUPRANK_TEST_FAULT"] = fault
+    cmd = [sys.executable, "-m", "jobs.rerank", "--candidates", cand, "--output", out,
+           "--run-date", day, "--model", model, "--group-size", "5", "--partitions", "4", *extra]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(proc, timeout=600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _summary(output: str) -> dict:
+    line = next(l for l in output.splitlines() if l.startswith("summary: "))
+    return json.loads(line[len("summary: "):])
+
+
+def test_killed_worker_is_retried_and_the_table_is_unchanged(spark, setup):
+    base, cand, settings, reference = setup
+    marker, out = base / "killed.marker", str(base / "killed")
+    code, log = _finish(_job_process(cand, out, DAY, settings.model, f"kill-once:{marker}"))
+    assert code == 0, log[-3000:]
+    assert marker.exists()  # the fault really fired
+    table = spark.read.format("delta").load(out)
+    assertDataFrameEqual(table, spark.createDataFrame(reference, table.schema))
+
+
+def test_job_killed_before_commit_leaves_the_table_untouched(spark, setup):
+    base, cand, settings, reference = setup
+    out = str(base / "interrupted")
+    # An earlier night's partition that must survive.
+    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-26"), settings)
+    before = spark.read.format("delta").load(out).collect()
+    marker = base / "stall.marker"
+    proc = _job_process(cand, out, DAY, settings.model, f"stall:{marker}")
+    deadline = time.time() + 300
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert marker.exists(), "the job never reached the scoring UDF"
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    after = spark.read.format("delta").load(out)
+    assertDataFrameEqual(after, spark.createDataFrame(before, after.schema))
+    # Rerunning the night gives exactly the undisturbed result.
+    rerank_job.run(rerank_job.RerankJob(cand, out, DAY), settings)
+    night = spark.read.format("delta").load(out).where(f"run_date = DATE'{DAY}'")
+    assertDataFrameEqual(night, spark.createDataFrame(reference, night.schema))
+
+
+def test_two_dates_written_at_once_both_land(spark, setup):
+    base, cand, settings, reference = setup
+    out = str(base / "concurrent")
+    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-20"), settings)  # table exists
+    procs = [_job_process(cand, out, day, settings.model) for day in ("2026-11-21", "2026-11-22")]
+    for proc in procs:
+        code, log = _finish(proc)
+        assert code == 0, log[-3000:]
+    table = spark.read.format("delta").load(out)
+    counts = {str(r["run_date"]): r["count"] for r in table.groupBy("run_date").count().collect()}
+    assert counts == {"2026-11-20": 72, "2026-11-21": 72, "2026-11-22": 72}
+    assert table.select("run_date", "qid", "docid").distinct().count() == 216
+
+
+def test_garbage_model_output_is_marked_counted_and_falls_back(spark, setup):
+    base, cand, settings, _ = setup
+    out = str(base / "garbage")
+    code, log = _finish(_job_process(cand, out, DAY, settings.model, "garbage:0.5"))
+    assert code == 0, log[-3000:]
+    summary = _summary(log)
+    table = spark.read.format("delta").load(out).toPandas()
+    assert len(table) == summary["rows_out"] == 72
+    bad = table[table.model_score.isna()]
+    assert 0 < len(bad) < 72
+    assert set(bad.status) <= {"unparsed", "out_of_range", "missing_score"}
+    assert summary["unscored"] == len(bad)
+    # Unscored documents keep their first-stage order among themselves.
+    for _, part in bad.groupby("qid"):
+        part = part.sort_values("rank")
+        assert part.first_stage_rank.is_monotonic_increasing
