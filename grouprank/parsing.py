@@ -16,6 +16,11 @@ OK = "ok"
 UNPARSED = "unparsed"  # no answer could be read from the output at all
 MISSING_SCORE = "missing_score"  # the answer has no score for this document
 OUT_OF_RANGE = "out_of_range"  # a score outside 0-10 or not a number
+# Scored, but the group's documents were cut below --max-doc-tokens to fit the model's context
+# window or the accelerator's memory.
+TRUNCATED = "truncated"
+TOO_LONG = "too_long"  # the group cannot fit the model's context window even cut to one token
+OUT_OF_MEMORY = "out_of_memory"  # alone and cut to the minimum, the group still ran out of memory
 
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
 

@@ -24,6 +24,7 @@ from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_d
 from jobs.transforms import (
     EMPTY_QUERY,
     EMPTY_TEXT,
+    SCORED_STATUSES,
     check_candidates,
     fuse_and_rank,
     prepare_candidates,
@@ -105,8 +106,8 @@ def _summary(job: RerankJob, settings: RerankSettings, report, counts: dict[str,
     rows_out = sum(counts.values())
     skipped = counts.get(EMPTY_QUERY, 0) + counts.get(EMPTY_TEXT, 0)
     sent = rows_out - skipped
-    unscored = sum(n for status, n in counts.items() if status not in ("ok", "partial",
-                                                                          EMPTY_QUERY, EMPTY_TEXT))
+    unscored = sum(n for status, n in counts.items()
+                   if status not in (*SCORED_STATUSES, EMPTY_QUERY, EMPTY_TEXT))
     return {
         "job": "rerank",
         "run_date": job.run_date,

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from grouprank.models import model_name
-from grouprank.parsing import OK
+from grouprank.parsing import OK, TRUNCATED
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from schemas.candidates import validate_candidates
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 EMPTY_QUERY = "empty_query"
 EMPTY_TEXT = "empty_text"
 PARTIAL = "partial"
+# Statuses of rows that carry a model score (every other status falls back to the first stage).
+SCORED_STATUSES = (OK, PARTIAL, TRUNCATED)
 _EXAMPLES = 5
 
 
@@ -208,6 +210,7 @@ def fuse_and_rank(
         ),
         F.avg("model_score").alias("model_mean"),
         F.sum((F.col("status") == OK).cast("int")).alias("ok_repeats"),
+        F.count("model_score").alias("scored_repeats"),
     )
     joined = prepared.join(per_doc, ["qid", "docid"], "left")
     lo, hi = F.min("score").over(by_query), F.max("score").over(by_query)
@@ -216,7 +219,8 @@ def fuse_and_rank(
     status = (
         F.when(F.col("skip").isNotNull(), F.col("skip"))
         .when(F.col("ok_repeats") == settings.repeats, F.lit(OK))
-        .when(F.col("ok_repeats") > 0, F.lit(PARTIAL))
+        .when(F.col("scored_repeats") == settings.repeats, F.lit(TRUNCATED))
+        .when(F.col("scored_repeats") > 0, F.lit(PARTIAL))
         .otherwise(F.col("repeats")[0]["status"])
     )
     w = settings.fusion_weight

@@ -107,3 +107,47 @@ def test_token_batches_respect_the_budget():
     for batch in batches:
         if len(batch) > 1:
             assert len(batch) * max(lengths[i] for i in batch) <= 100
+
+
+def test_groups_longer_than_the_context_window_are_cut_to_fit(tiny_model_dir):
+    scorer = CausalLMScorer.from_pretrained(
+        tiny_model_dir, load_template(), name="tiny", max_doc_tokens=2000
+    )
+    limit = scorer.model.config.max_position_embeddings
+    long_doc = "the quick brown fox jumps over the lazy dog " * 300  # ~2,700 tokens each
+    group = GroupInput("fox", tuple([long_doc] * 6))
+    (result,) = scorer.score_groups([group])
+    assert result.statuses == ["truncated"] * 6
+    assert all(0 <= s <= 10 for s in result.scores)
+    assert result.prompt_tokens + result.generated_tokens <= limit
+    # A group that cannot fit even at one token per document is marked, not crashed on.
+    huge = GroupInput("fox", tuple(["fox"] * (limit // 2)))
+    (too_long,) = scorer.score_groups([huge])
+    assert too_long.scores == [None] * len(huge.texts)
+    assert set(too_long.statuses) == {"too_long"}
+
+
+def test_out_of_memory_splits_batches_then_cuts_documents(tiny_model_dir, monkeypatch):
+    # No GPU here: simulate an accelerator that holds one group of at most 700 prompt tokens.
+    scorer = CausalLMScorer.from_pretrained(tiny_model_dir, load_template(), name="tiny")
+    real = scorer._direct
+    calls = []
+
+    def limited(prompts, sizes):
+        calls.append((len(prompts), max(len(p) for p in prompts)))
+        if len(prompts) > 1 or max(len(p) for p in prompts) > 700:
+            raise torch.OutOfMemoryError("simulated")
+        return real(prompts, sizes)
+
+    monkeypatch.setattr(scorer, "_direct", limited)
+    long_doc = "the quick brown fox jumps over the lazy dog " * 40
+    groups = [GroupInput("q", ("a short one",)), GroupInput("q", (long_doc, long_doc, long_doc))]
+    short, long = scorer.score_groups(groups)
+    assert short.statuses == ["ok"] and short.scores[0] is not None
+    assert long.statuses == ["truncated"] * 3 and None not in long.scores
+    assert calls[0][0] == 2  # tried together first, then split, then cut
+    assert any(n == 1 and length <= 700 for n, length in calls[1:])
+    # A device that never has room: every level is tried, then the group is marked.
+    monkeypatch.setattr(scorer, "_direct", lambda p, s: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    (oom,) = scorer.score_groups(groups[1:])
+    assert oom.statuses == ["out_of_memory"] * 3 and oom.scores == [None] * 3

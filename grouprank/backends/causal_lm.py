@@ -31,13 +31,16 @@ from grouprank.backends.lm import (
     left_pad,
     load_causal_lm,
     token_batches,
+    truncate_texts,
 )
-from grouprank.parsing import OK, parse_answer
+from grouprank.parsing import OK, OUT_OF_MEMORY, TOO_LONG, TRUNCATED, parse_answer
 from grouprank.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
 
 SCORES = tuple(range(11))
+# Documents are never cut below this many tokens to make a group fit in memory.
+MIN_DOC_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -94,24 +97,83 @@ class CausalLMScorer(LoadedCausalLM):
     # ---- the GroupScorer interface -------------------------------------------------------
 
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
-        prompts = [self.prompt_ids(g) for g in groups]
+        """Scores every group; never raises for a group that is too long or too big.
+
+        A group whose prompt would not fit the model's context window has its documents cut
+        further (status ``truncated``). A batch that runs out of accelerator memory is split in
+        halves and retried, down to one group; a single group that still does not fit is retried
+        with its documents cut in half each time (``truncated``), down to ``MIN_DOC_TOKENS``,
+        and only then marked ``out_of_memory`` without scores.
+        """
         results: list[GroupResult | None] = [None] * len(groups)
-        for batch in token_batches([len(p) for p in prompts], self.batch_tokens):
-            ids = [prompts[i] for i in batch]
-            sizes = [len(groups[i].texts) for i in batch]
-            with torch.inference_mode():
-                scored = (
-                    self._direct(ids, sizes) if self.mode == "direct" else self._reason(ids, sizes)
-                )
-            for i, result in zip(batch, scored):
-                results[i] = result
+        prompts: dict[int, list[int]] = {}
+        budgets: dict[int, int] = {}
+        for i, group in enumerate(groups):
+            fitted = self._fit(group)
+            if fitted is None:
+                results[i] = _unscored(group, TOO_LONG)
+            else:
+                budgets[i], prompts[i] = fitted
+        order = sorted(prompts)
+        for batch in token_batches([len(prompts[i]) for i in order], self.batch_tokens):
+            self._score_batch([order[b] for b in batch], groups, prompts, budgets, results)
         return [r for r in results if r is not None]
+
+    def _score_batch(self, batch, groups, prompts, budgets, results) -> None:
+        sizes = [len(groups[i].texts) for i in batch]
+        try:
+            with torch.inference_mode():
+                ids = [prompts[i] for i in batch]
+                scored = self._direct(ids, sizes) if self.mode == "direct" else self._reason(ids, sizes)
+        except torch.OutOfMemoryError:
+            _free_accelerator_memory()
+            if len(batch) > 1:
+                half = len(batch) // 2
+                log.warning("out of memory on %d groups: retrying in halves", len(batch))
+                self._score_batch(batch[:half], groups, prompts, budgets, results)
+                self._score_batch(batch[half:], groups, prompts, budgets, results)
+                return
+            (i,) = batch
+            if budgets[i] <= MIN_DOC_TOKENS:
+                results[i] = _unscored(groups[i], OUT_OF_MEMORY)
+                return
+            budgets[i] = max(MIN_DOC_TOKENS, budgets[i] // 2)
+            log.warning("out of memory on one group: cutting documents to %d tokens", budgets[i])
+            prompts[i] = self.prompt_ids(groups[i], budgets[i])
+            self._score_batch(batch, groups, prompts, budgets, results)
+            return
+        for i, result in zip(batch, scored):
+            if budgets[i] < self.max_doc_tokens and result.statuses:
+                result = GroupResult(
+                    result.scores,
+                    [TRUNCATED if st == OK else st for st in result.statuses],
+                    result.prompt_tokens,
+                    result.generated_tokens,
+                    result.output,
+                )
+            results[i] = result
+
+    def _fit(self, group: GroupInput) -> tuple[int, list[int]] | None:
+        """(tokens per document, prompt ids) keeping the prompt and its answer inside the
+        context window: ``max_doc_tokens`` when that fits, fewer when the group is too long,
+        None when not even one token per document fits."""
+        ids = self.prompt_ids(group)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        n = len(group.texts)
+        answer = n * (len(self._slot_ids(n)) + 2) + 4 if self.mode == "direct" else self.max_new_tokens
+        if not limit or len(ids) + answer <= limit:
+            return self.max_doc_tokens, ids
+        overhead = len(self.prompt_ids(GroupInput(group.query, ("",) * n)))
+        budget = min((limit - answer - overhead) // n, self.max_doc_tokens)
+        return (budget, self.prompt_ids(group, budget)) if budget >= 1 else None
 
     # ---- prompts ---------------------------------------------------------------------------
 
-    def prompt_ids(self, group: GroupInput) -> list[int]:
-        """Token ids of the chat prompt for one group (direct mode: plus the answer skeleton)."""
-        messages = self.template.messages(group.query, self.truncate(group.texts))
+    def prompt_ids(self, group: GroupInput, doc_tokens: int | None = None) -> list[int]:
+        """Token ids of the chat prompt for one group (direct mode: plus the answer skeleton),
+        each document cut to ``doc_tokens`` (default ``max_doc_tokens``)."""
+        texts = truncate_texts(self.tokenizer, group.texts, doc_tokens or self.max_doc_tokens)
+        messages = self.template.messages(group.query, texts)
         prefix = self.template.answer_prefix_text() if self.mode == "direct" else ""
         return chat_prompt_ids(self.tokenizer, messages, prefix)
 
@@ -238,3 +300,13 @@ def _score_tokens(tokenizer, template: PromptTemplate) -> _ScoreTokens:
         prefix=next(iter(prefixes)) if prefixes else None,
         digits=[spelled[d][0] for d in range(10) if len(spelled[d]) == 1],
     )
+
+
+def _unscored(group: GroupInput, status: str) -> GroupResult:
+    n = len(group.texts)
+    return GroupResult([None] * n, [status] * n, prompt_tokens=0, generated_tokens=0)
+
+
+def _free_accelerator_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
