@@ -121,3 +121,20 @@ def test_bad_teacher_specs_fail(spec):
 def test_bad_settings_fail(kwargs):
     with pytest.raises(ValueError, match="invalid synthesis settings"):
         syn.SynthesisSettings(**kwargs)
+
+
+@pytest.mark.parametrize("paradigm", ["pointwise:yesno", "pointwise:score", "listwise"])
+def test_llm_teachers_score_a_whole_pool(tiny_model_dir, paradigm):
+    from grouprank.backends import GroupInput
+    from grouprank.teachers import load_teacher
+
+    teacher = load_teacher(parse_teacher(f"llm:{tiny_model_dir}:{paradigm}"))
+    pool = GroupInput("a query", tuple(f"document number {i}" for i in range(25)))
+    (result,) = teacher.score_groups([pool])
+    assert len(result.scores) == len(result.statuses) == 25
+    assert sum(s is not None for s in result.scores) > 0
+    for score, status in zip(result.scores, result.statuses):
+        if status == "ok":
+            assert score is not None
+        if score is not None:
+            assert 0.0 <= score <= 10.0
