@@ -32,8 +32,12 @@ _LOCAL_CONF = {
 }
 
 
-def get_session(app_name: str = "grouprank", master: str | None = None) -> SparkSession:
+def get_session(
+    app_name: str = "grouprank", master: str | None = None, conf: dict[str, str] | None = None
+) -> SparkSession:
     """Returns the active session, or builds one with Delta Lake configured.
+
+    ``conf`` entries are applied last (over the local defaults) when a session is built.
 
     Example:
         >>> spark = get_session("rerank")  # doctest: +SKIP
@@ -43,7 +47,7 @@ def get_session(app_name: str = "grouprank", master: str | None = None) -> Spark
         return active
     from pyspark import SparkConf
 
-    conf = SparkConf()
+    overrides, conf = conf or {}, SparkConf()
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
@@ -57,12 +61,14 @@ def get_session(app_name: str = "grouprank", master: str | None = None) -> Spark
         for key, value in _LOCAL_CONF.items():
             if not conf.contains(key):
                 builder = builder.config(key, value)
+    for key, value in overrides.items():
+        builder = builder.config(key, value)
     packages = conf.get("spark.jars.packages", "") or ""
     if "delta-spark" not in packages and "DATABRICKS_RUNTIME_VERSION" not in os.environ:
         from delta import configure_spark_with_delta_pip
 
-        extra = [p for p in packages.split(",") if p]
-        builder = configure_spark_with_delta_pip(builder, extra_packages=extra)
+        others = [p for p in packages.split(",") if p]
+        builder = configure_spark_with_delta_pip(builder, extra_packages=others)
     return builder.getOrCreate()
 
 

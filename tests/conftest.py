@@ -17,12 +17,12 @@ def spark(tmp_path_factory):
     from jobs.session import get_session
 
     warehouse = tmp_path_factory.mktemp("warehouse")
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is None:
-        SparkSession.builder.config("spark.sql.warehouse.dir", str(warehouse))
-    session = get_session("grouprank-tests", master="local[2]")
+    conf = {
+        "spark.sql.warehouse.dir": str(warehouse),
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+    }
+    session = get_session("grouprank-tests", master="local[2]", conf=conf)
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
