@@ -26,10 +26,22 @@ def sample_candidates_path() -> Path:
     return Path(str(resources.files("grouprank").joinpath("data/sample_candidates.jsonl")))
 
 
+def sample_qrels_path() -> Path:
+    """Relevance judgements for the bundled sample (TREC qrels), written for the demo."""
+    return Path(str(resources.files("grouprank").joinpath("data/sample_qrels.txt")))
+
+
 def write_sample(spark, target: str) -> None:
     """Writes the bundled sample as a Delta table at ``target`` (replacing it)."""
     df = spark.read.schema(CANDIDATES).json(str(sample_candidates_path()))
     df.write.format("delta").mode("overwrite").save(target)
+
+
+def ensure_sample(spark, target: str) -> str:
+    """Writes the bundled sample at ``target`` unless a table is already there; returns it."""
+    if not (Path(target) / "_delta_log").is_dir():
+        write_sample(spark, target)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
