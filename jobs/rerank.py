@@ -24,7 +24,6 @@ from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_d
 from jobs.transforms import (
     EMPTY_QUERY,
     EMPTY_TEXT,
-    SCORED_STATUSES,
     check_candidates,
     fuse_and_rank,
     prepare_candidates,
@@ -102,12 +101,14 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     return summary
 
 
-def _summary(job: RerankJob, settings: RerankSettings, report, counts: dict[str, int]) -> dict:
-    rows_out = sum(counts.values())
-    skipped = counts.get(EMPTY_QUERY, 0) + counts.get(EMPTY_TEXT, 0)
+def _summary(
+    job: RerankJob, settings: RerankSettings, report, counts: dict[str, tuple[int, int]]
+) -> dict:
+    rows_out = sum(rows for rows, _ in counts.values())
+    skipped = sum(counts.get(s, (0, 0))[0] for s in (EMPTY_QUERY, EMPTY_TEXT))
     sent = rows_out - skipped
-    unscored = sum(n for status, n in counts.items()
-                   if status not in (*SCORED_STATUSES, EMPTY_QUERY, EMPTY_TEXT))
+    # Sent to the model but left without a usable score (they fall back to the first stage).
+    unscored = sum(u for s, (_, u) in counts.items() if s not in (EMPTY_QUERY, EMPTY_TEXT))
     return {
         "job": "rerank",
         "run_date": job.run_date,
@@ -119,7 +120,7 @@ def _summary(job: RerankJob, settings: RerankSettings, report, counts: dict[str,
         "sent_to_model": sent,
         "unscored": unscored,
         "unscored_fraction": unscored / sent if sent else 0.0,
-        "status_counts": dict(sorted(counts.items())),
+        "status_counts": {s: rows for s, (rows, _) in sorted(counts.items())},
         "settings": asdict(settings),
     }
 

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from grouprank.models import model_name
-from grouprank.parsing import OK, TRUNCATED
+from grouprank.parsing import OK
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from schemas.candidates import validate_candidates
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 EMPTY_QUERY = "empty_query"
 EMPTY_TEXT = "empty_text"
 PARTIAL = "partial"
-# Statuses of rows that carry a model score (every other status falls back to the first stage).
-SCORED_STATUSES = (OK, PARTIAL, TRUNCATED)
 _EXAMPLES = 5
 
 
@@ -219,7 +217,11 @@ def fuse_and_rank(
     status = (
         F.when(F.col("skip").isNotNull(), F.col("skip"))
         .when(F.col("ok_repeats") == settings.repeats, F.lit(OK))
-        .when(F.col("scored_repeats") == settings.repeats, F.lit(TRUNCATED))
+        # Every repeat scored, some with a caveat (truncated, repaired...): keep the caveat.
+        .when(
+            F.col("scored_repeats") == settings.repeats,
+            F.filter("repeats", lambda r: r["status"] != OK)[0]["status"],
+        )
         .when(F.col("scored_repeats") > 0, F.lit(PARTIAL))
         .otherwise(F.col("repeats")[0]["status"])
     )
@@ -285,9 +287,13 @@ def scoring_diagnostics(scored: DataFrame) -> dict:
     }
 
 
-def status_counts(reranked: DataFrame) -> dict[str, int]:
-    """Rows per status of a reranked table (an action)."""
-    return {r["status"]: r["count"] for r in reranked.groupBy("status").count().collect()}
+def status_counts(reranked: DataFrame) -> dict[str, tuple[int, int]]:
+    """Rows per status of a reranked table, and how many of them have no model score (an action)."""
+    rows = reranked.groupBy("status").agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.col("model_score").isNull().cast("int")).alias("unscored"),
+    )
+    return {r["status"]: (r["rows"], r["unscored"]) for r in rows.collect()}
 
 
 def default_parallelism(spark) -> int:
