@@ -308,7 +308,8 @@ def default_parallelism(spark) -> int:
 
 
 def _blank(col: Column) -> Column:
-    return col.isNull() | (F.trim(col) == "")
+    # Blank = nothing but Unicode white space (tabs, newlines, no-break spaces included).
+    return col.isNull() | (F.regexp_replace(col, r"\p{IsWhite_Space}+", "") == "")
 
 
 def _finite(col: Column) -> Column:
