@@ -16,10 +16,17 @@ C = TypeVar("C")
 
 
 def run_job(
-    command: str, config: type[C], run: Callable[[C], dict], argv: list[str] | None, doc: str
+    command: str,
+    config: type[C],
+    run: Callable[..., dict],
+    argv: list[str] | None,
+    doc: str,
+    settings: type | None = None,
+    errors: tuple[type[Exception], ...] = (ValueError, FileNotFoundError),
 ) -> int:
-    """Parses ``argv`` into ``config``, calls ``run`` and returns the exit code: 0, or 2 with the
-    error on stderr for bad flags, tables or files.
+    """Parses ``argv`` into ``config`` (and ``settings``, when the job has a settings dataclass
+    too), calls ``run`` and returns the exit code: 0, or 2 with the error on stderr for bad
+    flags, tables or files (``errors``).
 
     Example:
         >>> run_job("evaluate", EvaluateJob, run, ["--help"], __doc__)  # doctest: +SKIP
@@ -29,10 +36,15 @@ def run_job(
     )
     parser = argparse.ArgumentParser(prog=f"grouprank {command}", description=doc.splitlines()[0])
     add_dataclass_arguments(parser, config)
+    if settings is not None:
+        add_dataclass_arguments(parser, settings)
     args = parser.parse_args(argv)
     try:
-        run(dataclass_from_args(config, args))
-    except (ValueError, FileNotFoundError) as err:
+        objects = [dataclass_from_args(config, args)]
+        if settings is not None:
+            objects.append(dataclass_from_args(settings, args))
+        run(*objects)
+    except errors as err:
         print(f"grouprank {command}: error: {err}", file=sys.stderr)
         return 2
     return 0

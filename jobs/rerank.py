@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from grouprank.models import check_model
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
-from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.args import add_dataclass_arguments
+from jobs.entry import run_job
 from jobs.session import get_session
 from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
 from jobs.transforms import (
@@ -135,14 +136,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        run(dataclass_from_args(RerankJob, args), dataclass_from_args(RerankSettings, args))
-    except (ValueError, UnparsedOutputError) as err:
-        print(f"grouprank rerank: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job("rerank", RerankJob, run, argv, __doc__, settings=RerankSettings, errors=(ValueError, FileNotFoundError, UnparsedOutputError))
 
 
 if __name__ == "__main__":

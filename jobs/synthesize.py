@@ -13,7 +13,6 @@ The offline defaults are the all-MiniLM-L6-v2 cosine (pointwise) and the first-s
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -26,7 +25,7 @@ from grouprank.models import check_model
 from grouprank.settings import RerankSettings
 from grouprank.synthesis import SynthesisSettings
 from grouprank.teachers import LLM, parse_teacher
-from jobs.args import add_dataclass_arguments, dataclass_from_args
+from jobs.entry import run_job
 from jobs.session import get_session
 from jobs.synth_transforms import synthesize
 from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
@@ -55,13 +54,6 @@ class SynthesizeJob:
     max_doc_tokens: int = 256
     # Partitions of query rows fed to the teachers; 0 = Spark's default parallelism.
     partitions: int = 0
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_dataclass_arguments(parser, SynthesizeJob)
-    add_dataclass_arguments(parser, SynthesisSettings)
-    return parser
 
 
 def run(job: SynthesizeJob, settings: SynthesisSettings) -> dict:
@@ -121,14 +113,7 @@ def run(job: SynthesizeJob, settings: SynthesisSettings) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        run(dataclass_from_args(SynthesizeJob, args), dataclass_from_args(SynthesisSettings, args))
-    except ValueError as err:
-        print(f"grouprank synthesize: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job("synthesize", SynthesizeJob, run, argv, __doc__, settings=SynthesisSettings)
 
 
 if __name__ == "__main__":
