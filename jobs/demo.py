@@ -17,7 +17,7 @@ from pathlib import Path
 from grouprank.settings import RerankSettings
 from jobs import rerank
 from jobs.session import get_session
-from jobs.tables import read_table
+from jobs.tables import read_table, spark_path
 from schemas.candidates import CANDIDATES
 
 
@@ -34,7 +34,7 @@ def sample_qrels_path() -> Path:
 def write_sample(spark, target: str) -> None:
     """Writes the bundled sample as a Delta table at ``target`` (replacing it)."""
     df = spark.read.schema(CANDIDATES).json(str(sample_candidates_path()))
-    df.write.format("delta").mode("overwrite").save(target)
+    df.write.format("delta").mode("overwrite").save(spark_path(target))
 
 
 def ensure_sample(spark, target: str) -> str:

@@ -55,7 +55,7 @@ def read_table(spark: SparkSession, ref: str, flag: str = "table") -> DataFrame:
         if not local.exists():
             raise TableRefError(f"{flag} {ref!r} does not exist")
         fmt = "delta" if (local / "_delta_log").is_dir() else "parquet"
-        return spark.read.format(fmt).load(ref)
+        return spark.read.format(fmt).load(spark_path(ref))
     try:
         return spark.read.format("delta").load(ref)
     except Exception:  # not a Delta table: fall back to Parquet, which raises its own error
@@ -81,9 +81,22 @@ def write_run_date_partition(
         .option("replaceWhere", f"run_date = DATE'{run_date.isoformat()}'")
     )
     if is_path(ref):
-        writer.save(ref)
+        writer.save(spark_path(ref))
     else:
         writer.saveAsTable(ref)
+
+
+def spark_path(ref: str) -> str:
+    """A local relative path made absolute, so the JVM (whose working directory is where the
+    session started) and Python (which may have changed directory since) mean the same place.
+
+    Example:
+        >>> spark_path("s3://bucket/t"), spark_path("/data/t")
+        ('s3://bucket/t', '/data/t')
+    """
+    if _URI.match(ref):
+        return ref
+    return str(Path(ref).expanduser().resolve())
 
 
 def parse_run_date(value: str) -> dt.date:
@@ -123,6 +136,6 @@ def write_delta(
     else:
         writer = writer.option("replaceWhere", replace_where)
     if is_path(ref):
-        writer.save(ref)
+        writer.save(spark_path(ref))
     else:
         writer.saveAsTable(ref)
