@@ -15,6 +15,17 @@ from jobs.args import add_dataclass_arguments, dataclass_from_args
 C = TypeVar("C")
 
 
+def job_parser(
+    command: str, doc: str, config: type, settings: type | None = None
+) -> argparse.ArgumentParser:
+    """The job's argument parser: one flag per field of its config (and settings) dataclass."""
+    parser = argparse.ArgumentParser(prog=f"grouprank {command}", description=doc.splitlines()[0])
+    add_dataclass_arguments(parser, config)
+    if settings is not None:
+        add_dataclass_arguments(parser, settings)
+    return parser
+
+
 def run_job(
     command: str,
     config: type[C],
@@ -34,11 +45,7 @@ def run_job(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    parser = argparse.ArgumentParser(prog=f"grouprank {command}", description=doc.splitlines()[0])
-    add_dataclass_arguments(parser, config)
-    if settings is not None:
-        add_dataclass_arguments(parser, settings)
-    args = parser.parse_args(argv)
+    args = job_parser(command, doc, config, settings).parse_args(argv)
     try:
         objects = [dataclass_from_args(config, args)]
         if settings is not None:

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass
 from grouprank.models import check_model
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
-from jobs.args import add_dataclass_arguments
-from jobs.entry import run_job
+from jobs.entry import job_parser, run_job
 from jobs.session import get_session
 from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
 from jobs.transforms import (
@@ -52,11 +51,9 @@ class UnparsedOutputError(RuntimeError):
     """Too many documents got no usable model score (see --max-unparsed-fraction)."""
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_dataclass_arguments(parser, RerankJob)
-    add_dataclass_arguments(parser, RerankSettings)
-    return parser
+def build_parser() -> argparse.ArgumentParser:
+    """The rerank job's argument parser (what ``main`` parses)."""
+    return job_parser("rerank", __doc__, RerankJob, RerankSettings)
 
 
 def run(job: RerankJob, settings: RerankSettings) -> dict:
@@ -136,7 +133,8 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job("rerank", RerankJob, run, argv, __doc__, settings=RerankSettings, errors=(ValueError, FileNotFoundError, UnparsedOutputError))
+    errors = (ValueError, FileNotFoundError, UnparsedOutputError)
+    return run_job("rerank", RerankJob, run, argv, __doc__, settings=RerankSettings, errors=errors)
 
 
 if __name__ == "__main__":
