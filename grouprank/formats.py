@@ -15,11 +15,13 @@ split as: first field qid, last field(s) rank/score/tag or relevance, everything
 
 from __future__ import annotations
 
+import csv
 import gzip
 import html
 import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,9 +493,107 @@ def _request(qid: str, group: pd.DataFrame) -> dict:
     }
 
 
+# --- SciFact (original release) and CACM (Anserini layout) -------------------------------------
+
+SCIFACT_SPLITS = ("train", "validation")
+
+
+def read_scifact_claims(path: str | Path, split: str = "train") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reads ``claims_<split>.csv`` of the original SciFact release, from its zip or a folder.
+
+    The CSV has one row per (claim, evidence document), so a claim's ``id`` repeats; each claim
+    becomes one query. Qrels (relevance 1) are the claim's ``cited_doc_ids``, as BEIR builds them.
+
+    Returns ``(queries, qrels)`` with columns qid, query and qid, docid, relevance.
+
+    Example:
+        >>> queries, _ = read_scifact_claims("../shared/data/scifact/scifact_original_csv.zip")
+        >>> len(queries)  # doctest: +SKIP
+        809
+    """
+    if split not in SCIFACT_SPLITS:
+        raise ValueError(f"SciFact split must be one of {SCIFACT_SPLITS}, got {split!r}")
+    name = f"claims_{split}.csv"
+    where = f"{path}:{name}"
+    queries: dict[str, str] = {}
+    qrels: dict[tuple[str, str], int] = {}
+    for number, row in _csv_rows(path, name):
+        qid = _id(row, "id", where, number)
+        claim = _text(row, "claim", where, number)
+        if queries.setdefault(qid, claim) != claim:
+            raise FormatError(where, number, f"claim {qid} has two different texts")
+        for docid in _scifact_ids(row.get("cited_doc_ids"), where, number):
+            qrels[(qid, docid)] = 1
+    frame = _frame(list(queries.items()), ["qid", "query"], where, "claims")
+    judged = pd.DataFrame([(q, d, r) for (q, d), r in qrels.items()],
+                          columns=["qid", "docid", "relevance"])
+    return frame, judged
+
+
+def _csv_rows(path: str | Path, name: str) -> Iterator[tuple[int, dict[str, str]]]:
+    path = Path(path)
+    if path.is_dir():
+        handle = open_text(path / name)
+    elif zipfile.is_zipfile(path):
+        archive = zipfile.ZipFile(path)
+        members = [m for m in archive.namelist() if m.rsplit("/", 1)[-1] == name]
+        if len(members) != 1:
+            raise FileNotFoundError(f"{path}: expected one {name}, found {members}")
+        handle = io.TextIOWrapper(archive.open(members[0]), encoding="utf-8", newline="")
+    else:
+        raise FileNotFoundError(f"{path} is neither a folder nor a zip file")
+    with handle:
+        # Line numbers count CSV records (header = 1); quoted fields may span lines.
+        yield from enumerate(csv.DictReader(handle), 2)
+
+
+def _scifact_ids(value: str | None, path: str, line: int) -> list[str]:
+    """``"[123, 456]"`` or numpy's ``"[ 123 456]"`` -> ``["123", "456"]``; ``"[]"`` -> ``[]``."""
+    text = (value or "").strip()
+    if not text:
+        return []
+    if not (text.startswith("[") and text.endswith("]")):
+        raise FormatError(path, line, f"cited_doc_ids is not a list of ids: {value!r}")
+    ids = [i for i in re.split(r"[\s,]+", text[1:-1]) if i]
+    if not all(i.isdigit() for i in ids):
+        raise FormatError(path, line, f"cited_doc_ids is not a list of ids: {value!r}")
+    return ids
+
+
+def read_anserini_corpus(path: str | Path) -> pd.DataFrame:
+    """Reads Anserini's JsonCollection lines (``id``, ``contents``); columns docid, text."""
+    rows = [(_id(r, "id", path, n), _text(r, "contents", path, n).strip())
+            for n, r in _jsonl(path)]
+    return _unique(_frame(rows, ["docid", "text"], path, "documents"), ["docid"], path)
+
+
+def read_cacm(folder: str | Path) -> Benchmark:
+    """Reads CACM as Anserini ships it: ``cacm.jsonl`` (``{"id": "CACM-0001", "contents"}``),
+    ``topics.cacm.txt`` (SGML ``<DOC><DOCNO> n </DOCNO> text </DOC>``, topic text as one line)
+    and ``qrels.cacm.txt``.
+
+    The qrels write ids below 1000 without zero padding (``CACM-115`` for the corpus's
+    ``CACM-0115``); they are mapped to the corpus's ids by their number.
+    """
+    folder = Path(folder)
+    corpus = read_anserini_corpus(folder / "cacm.jsonl")
+    topics = read_trec_docs(folder / "topics.cacm.txt").rename(
+        columns={"docid": "qid", "text": "query"}
+    )
+    qrels = read_trec_qrels(folder / "qrels.cacm.txt")
+    by_number = {_cacm_number(d): d for d in corpus["docid"]}
+    qrels["docid"] = [by_number.get(_cacm_number(d), d) for d in qrels["docid"]]
+    return Benchmark(corpus, topics, _unique(qrels, ["qid", "docid"], folder / "qrels.cacm.txt"))
+
+
+def _cacm_number(docid: str) -> int | str:
+    prefix, _, number = docid.rpartition("-")
+    return int(number) if prefix == "CACM" and number.isdigit() else docid
+
+
 # --- whole benchmarks -------------------------------------------------------------------------
 
-FORMATS = ("trec", "beir", "bright", "r2med")
+FORMATS = ("trec", "beir", "bright", "r2med", "scifact", "cacm")
 
 
 @dataclass(frozen=True)
@@ -515,6 +615,10 @@ def read_benchmark(fmt: str, source: str | Path, subset: str | None = None) -> B
     - ``bright``: ``documents/<subset>*.parquet|jsonl`` and ``examples/<subset>*.parquet|jsonl``
       (the Hugging Face layout); ``subset`` is required (e.g. ``biology``).
     - ``r2med``: ``[<subset>/]corpus.jsonl``, ``query.jsonl``, ``qrels.jsonl``.
+    - ``scifact``: the BEIR-style ``corpus.jsonl[.gz]`` and the claims of split ``subset``
+      (``train``, the default, or ``validation``) from the original release
+      ``scifact_original_csv.zip`` (or its unpacked CSV files in the folder).
+    - ``cacm``: ``cacm.jsonl``, ``topics.cacm.txt``, ``qrels.cacm.txt`` (see ``read_cacm``).
     Any ``.jsonl`` may also be ``.jsonl.gz``.
 
     Example:
@@ -548,6 +652,14 @@ def read_benchmark(fmt: str, source: str | Path, subset: str | None = None) -> B
             read_r2med_queries(_first(folder, ["query.jsonl", "query.jsonl.gz"])),
             read_r2med_qrels(_first(folder, ["qrels.jsonl", "qrels.jsonl.gz"])),
         )
+    if fmt == "scifact":
+        claims = source / "scifact_original_csv.zip"
+        queries, qrels = read_scifact_claims(claims if claims.is_file() else source,
+                                             subset or "train")
+        return Benchmark(read_beir_corpus(_first(source, ["corpus.jsonl", "corpus.jsonl.gz"])),
+                         queries, qrels)
+    if fmt == "cacm":
+        return read_cacm(source)
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 

@@ -1,6 +1,6 @@
 """Ingest a public benchmark's files into the corpus, queries and qrels Delta tables.
 
-    grouprank ingest --format trec|beir|bright|r2med --source DIR --output DIR_OR_DATABASE \\
+    grouprank ingest --format trec|beir|bright|r2med|scifact|cacm --source DIR --output DIR_OR_DATABASE \\
         [--subset NAME]
     grouprank ingest --format trec --source ../shared/data/vaswani --output /tmp/vaswani
 
@@ -40,12 +40,13 @@ class IngestJob:
     """Which benchmark files to read and where the three tables go."""
 
     # Layout of the source folder.
-    format: Literal["trec", "beir", "bright", "r2med"]
+    format: Literal["trec", "beir", "bright", "r2med", "scifact", "cacm"]
     # Local folder holding the benchmark's files (nothing is downloaded).
     source: str
     # Output folder (tables go in OUTPUT/corpus, ...) or database name (OUTPUT.corpus, ...).
     output: str
-    # BRIGHT subset (required, e.g. biology), R2MED subset folder, or BEIR qrels split (test).
+    # BRIGHT subset (required, e.g. biology), R2MED subset folder, BEIR qrels split (test) or
+    # SciFact claims split (train).
     subset: str | None = None
 
 

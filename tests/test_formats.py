@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zipfile
 
 import pandas as pd
 import pytest
@@ -233,3 +234,90 @@ def read_trec_qrels_like_excludes(path) -> set[tuple[str, str]]:
         qid, docid = line.split(" ", 1)
         pairs.add((qid, docid))
     return pairs
+
+
+# --- SciFact original release, CACM (Anserini layout) ------------------------------------------
+
+_CLAIMS = (
+    "id,claim,evidence_doc_id,evidence_label,evidence_sentences,cited_doc_ids\n"
+    "0,\"Claim zero, with a comma.\",,,[],[31715818]\n"
+    "2,Claim two.,13734012,CONTRADICT,[4],[13734012]\n"
+    "2,Claim two.,7,SUPPORT,[1],[ 13734012        7]\n"
+    "5,Claim five.,,,[],[]\n"
+)
+
+
+def _scifact_folder(root, claims: str = _CLAIMS):
+    root.mkdir(parents=True)
+    with gzip.open(root / "corpus.jsonl.gz", "wt", encoding="utf-8") as handle:
+        for docid in ("31715818", "13734012", "7"):
+            handle.write(json.dumps({"_id": docid, "title": "t", "text": f"doc {docid}"}) + "\n")
+    with zipfile.ZipFile(root / "scifact_original_csv.zip", "w") as archive:
+        archive.writestr("claims_train.csv", claims)
+        archive.writestr("claims_validation.csv", claims.replace("Claim", "Validation claim"))
+    return root
+
+
+def test_scifact_train_claims_one_query_per_claim(tmp_path):
+    b = read_benchmark("scifact", _scifact_folder(tmp_path / "scifact"))
+    assert b.queries.to_dict("records") == [
+        {"qid": "0", "query": "Claim zero, with a comma."},
+        {"qid": "2", "query": "Claim two."},
+        {"qid": "5", "query": "Claim five."},
+    ]
+    assert sorted(map(tuple, b.qrels.values)) == [("0", "31715818", 1), ("2", "13734012", 1),
+                                                  ("2", "7", 1)]
+    assert sorted(b.corpus["docid"]) == ["13734012", "31715818", "7"]
+
+
+def test_scifact_validation_split_and_unknown_split(tmp_path):
+    folder = _scifact_folder(tmp_path / "scifact")
+    b = read_benchmark("scifact", folder, "validation")
+    assert b.queries["query"].iloc[1] == "Validation claim two."
+    with pytest.raises(ValueError, match="split"):
+        read_benchmark("scifact", folder, "test")
+
+
+def test_scifact_claim_with_two_texts_or_bad_ids_fails_with_line(tmp_path):
+    twice = _CLAIMS + "5,Another text.,,,[],[]\n"
+    with pytest.raises(FormatError, match=r"claims_train.csv:6: claim 5 has two"):
+        read_benchmark("scifact", _scifact_folder(tmp_path / "a", twice))
+    bad = _CLAIMS.replace("[31715818]", "31715818")
+    with pytest.raises(FormatError, match=r"claims_train.csv:2: cited_doc_ids"):
+        read_benchmark("scifact", _scifact_folder(tmp_path / "b", bad))
+
+
+def _cacm_folder(root):
+    _jsonl(root / "cacm.jsonl", [{"id": "CACM-0115", "contents": "Algol compilers\n"},
+                                 {"id": "CACM-1410", "contents": "time sharing"}])
+    _write(root / "topics.cacm.txt",
+           "<DOC>\n<DOCNO> 1 </DOCNO>\n\n\n What articles deal with\nTSS?\n\n</DOC>\n"
+           "<DOC>\n<DOCNO> 2 </DOCNO>\n Compilers\n</DOC>\n")
+    _write(root / "qrels.cacm.txt", "1 Q0 CACM-1410 1\n2 Q0 CACM-115 1\n")
+    _write(root / "cacm.tar.gz", "not read")
+    return root
+
+
+def test_cacm_topics_corpus_and_unpadded_qrels_ids(tmp_path):
+    b = read_benchmark("cacm", _cacm_folder(tmp_path / "cacm"))
+    assert b.queries.to_dict("records") == [{"qid": "1", "query": "What articles deal with TSS?"},
+                                            {"qid": "2", "query": "Compilers"}]
+    assert b.corpus.to_dict("records") == [{"docid": "CACM-0115", "text": "Algol compilers"},
+                                           {"docid": "CACM-1410", "text": "time sharing"}]
+    assert sorted(map(tuple, b.qrels.values)) == [("1", "CACM-1410", 1), ("2", "CACM-0115", 1)]
+
+
+def test_scifact_train_real_counts(shared_data):
+    b = read_benchmark("scifact", shared_data / "scifact", "train")
+    # 809 train claims (SciFact paper), 919 BEIR train judgements, none among the test claims.
+    assert (len(b.corpus), len(b.queries), len(b.qrels)) == (5183, 809, 919)
+    assert set(b.qrels["docid"]) <= set(b.corpus["docid"])
+    test_claims = read_trec_qrels(shared_data / "scifact" / "qrels.beir-v1.0.0-scifact.test.txt")
+    assert not set(b.queries["qid"]) & set(test_claims["qid"])
+
+
+def test_cacm_real_counts(shared_data):
+    b = read_benchmark("cacm", shared_data / "cacm")
+    assert (len(b.corpus), len(b.queries), len(b.qrels)) == (3204, 64, 796)
+    assert b.qrels["qid"].nunique() == 52
+    assert set(b.qrels["docid"]) <= set(b.corpus["docid"])
