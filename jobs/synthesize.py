@@ -48,8 +48,8 @@ class SynthesizeJob:
     pointwise_teacher: str = "encoder"
     # Listwise teacher SPEC (same forms).
     listwise_teacher: str = "first-stage"
-    # Model whose chat template formats the SFT prompts ('default' = the embedded model).
-    chat_model: str = "default"
+    # Causal LM whose chat template formats the SFT prompts ('smollm2' = the embedded one).
+    chat_model: str = "smollm2"
     # Documents are cut to this many tokens in the SFT prompts, as at inference.
     max_doc_tokens: int = 256
     # Partitions of query rows fed to the teachers; 0 = Spark's default parallelism.

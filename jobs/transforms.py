@@ -112,7 +112,9 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     )
     order = by_query.orderBy("first_stage_rank", "docid") if listwise else shuffled
     dealt = F.lit(0) if listwise else F.col("pos") % F.ceil(F.col("n") / settings.group_size)
-    columns = ["qid", "query", "docid", "text"] + (["first_stage_rank"] if listwise else [])
+    columns = ["qid", "query", "docid", "text", "score"] + (
+        ["first_stage_rank"] if listwise else []
+    )
     rows = (
         candidates.select(*columns)
         .withColumn("repeat", repeats)
@@ -124,7 +126,7 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
         rows.groupBy("qid", "repeat", "group")
         .agg(
             F.first("query").alias("query"),
-            F.sort_array(F.collect_list(F.struct("pos", "docid", "text"))).alias("members"),
+            F.sort_array(F.collect_list(F.struct("pos", "docid", "text", "score"))).alias("members"),
         )
         .select(
             "qid",
@@ -133,6 +135,7 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
             "query",
             F.transform("members", lambda m: m["docid"]).alias("docids"),
             F.transform("members", lambda m: m["text"]).alias("texts"),
+            F.transform("members", lambda m: m["score"]).alias("scores"),
         )
     )
 

@@ -13,6 +13,8 @@ SCORING_GROUPS = T.StructType(
         T.StructField("query", T.StringType(), True),
         T.StructField("docids", T.ArrayType(T.StringType(), False), False),
         T.StructField("texts", T.ArrayType(T.StringType(), True), False),
+        # First-stage scores, aligned with docids (read by backbones that use them).
+        T.StructField("scores", T.ArrayType(T.DoubleType(), False), False),
     ]
 )
 

@@ -24,6 +24,8 @@ SAMPLES = T.StructType(
         # Documents in sample (prompt) order.
         T.StructField("docids", T.ArrayType(T.StringType(), False), False),
         T.StructField("texts", T.ArrayType(T.StringType(), False), False),
+        # The first-stage scores of the documents (an input of the group-encoder backbone).
+        T.StructField("first_stage_scores", T.ArrayType(T.DoubleType(), False), False),
         # 0-10 targets and 1-based target ranks (1 = best), aligned with docids.
         T.StructField("target_scores", T.ArrayType(T.DoubleType(), False), False),
         T.StructField("target_ranks", T.ArrayType(T.IntegerType(), False), False),

@@ -94,8 +94,12 @@ def score_groups_udf(
 
 def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
     groups = [
-        GroupInput(query=str(query), texts=tuple(str(t) for t in texts))
-        for query, texts in zip(chunk["query"], chunk["texts"])
+        GroupInput(
+            query=str(query),
+            texts=tuple(str(t) for t in texts),
+            first_stage=tuple(float(s) for s in scores),
+        )
+        for query, texts, scores in zip(chunk["query"], chunk["texts"], chunk["scores"])
     ]
     results = scorer.score_groups(groups)
     pid = os.getpid()

@@ -111,6 +111,7 @@ def _samples(pool, p_scores, l_scores, settings, teachers: str, chat) -> list[tu
                 pool.query,
                 [pool.docids[i] for i in sample.positions],
                 texts,
+                [pool.scores[i] for i in sample.positions],
                 sample.target_scores,
                 sample.target_ranks,
                 len(sample.positions),

@@ -12,6 +12,9 @@ class GroupInput:
 
     query: str
     texts: tuple[str, ...]
+    # First-stage scores aligned with ``texts`` (higher is better), or empty when unknown. LLM
+    # backbones ignore them; the group-encoder backbone reads them as features.
+    first_stage: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

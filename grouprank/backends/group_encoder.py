@@ -1,0 +1,236 @@
+"""A compact groupwise backbone for CPU clusters: a sentence encoder plus attention across a group.
+
+Each (query, document) pair is represented by features from a frozen bi-encoder (by default the
+package-shipped all-MiniLM-L6-v2): the elementwise product of the normalised query and document
+embeddings, their cosine, the cosine relative to the group's mean, and the first-stage score
+normalised within the group (z-score and rank percentile). A small Transformer encoder then lets
+every document attend to the others of its group, with no position encoding, so a document's
+score depends on what it is compared with but not on the order the group was dealt in. A head
+gives each document a distribution over the integer scores 0..10, read like the LLM's direct mode:
+the score is the expected value (calibrated 0-10), and RL samples from that distribution.
+
+A checkpoint is an ordinary directory: ``grouprank.json`` (the config below) and
+``head.safetensors`` (the head's weights, ~1 MB). The encoder's own weights are not copied: the
+config names them (``"minilm"`` = the package-shipped MiniLM, else a directory).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from grouprank.backends.base import GroupInput, GroupResult
+from grouprank.parsing import OK
+
+CONFIG_FILE = "grouprank.json"
+HEAD_FILE = "head.safetensors"
+KIND = "group-encoder"
+SHIPPED_ENCODER = "minilm"
+NUM_LEVELS = 11  # integer scores 0..10
+_EXTRA_FEATURES = 5  # cosine, cosine - group mean, first-stage z, first-stage percentile, has first stage
+
+
+@dataclass(frozen=True)
+class GroupEncoderConfig:
+    """The architecture of a group-encoder checkpoint (saved as ``grouprank.json``)."""
+
+    # Always "group-encoder": tells the model loader which backbone a directory holds.
+    kind: str = KIND
+    # Sentence encoder: "minilm" (the package-shipped all-MiniLM-L6-v2) or a directory.
+    encoder: str = SHIPPED_ENCODER
+    # The encoder's embedding size.
+    embedding_dim: int = 384
+    # Width of the cross-document Transformer.
+    hidden: int = 128
+    # Transformer layers across the group (0 = pointwise: no document sees another).
+    layers: int = 2
+    # Attention heads per layer.
+    heads: int = 4
+    # Dropout inside the Transformer while training.
+    dropout: float = 0.1
+    # Tokens per document the encoder reads (MiniLM was trained with 256).
+    max_doc_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.kind != KIND:
+            raise ValueError(f"not a group-encoder config (kind={self.kind!r})")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+
+
+class GroupHead(nn.Module):
+    """Pair features of a padded batch of groups -> logits over the scores 0..10 per document."""
+
+    def __init__(self, config: GroupEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.project = nn.Sequential(
+            nn.Linear(config.embedding_dim + _EXTRA_FEATURES, config.hidden),
+            nn.GELU(),
+            nn.LayerNorm(config.hidden),
+        )
+        layer = nn.TransformerEncoderLayer(
+            config.hidden, config.heads, dim_feedforward=2 * config.hidden,
+            dropout=config.dropout, activation="gelu", batch_first=True, norm_first=True,
+        )
+        self.across = (
+            nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+            if config.layers
+            else None
+        )
+        self.out = nn.Linear(config.hidden, NUM_LEVELS)
+
+    def forward(
+        self, query: torch.Tensor, docs: torch.Tensor, first_stage: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits (B, N, 11) for ``query`` (B, E), ``docs`` (B, N, E), ``first_stage`` (B, N)
+        (NaN where unknown) and ``mask`` (B, N), True for real documents."""
+        hidden = self.project(pair_features(query, docs, first_stage, mask))
+        if self.across is not None:
+            hidden = self.across(hidden, src_key_padding_mask=~mask)
+        return self.out(hidden)
+
+
+def pair_features(
+    query: torch.Tensor, docs: torch.Tensor, first_stage: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The per-document input features (see the module docstring); padding rows are zeros."""
+    query = nn.functional.normalize(query, dim=-1)
+    docs = nn.functional.normalize(docs, dim=-1)
+    product = docs * query[:, None, :]
+    cosine = product.sum(-1)
+    weight = mask.float()
+    count = weight.sum(-1, keepdim=True).clamp(min=1)
+    relative = (cosine - (cosine * weight).sum(-1, keepdim=True) / count) * weight
+    known = torch.isfinite(first_stage) & mask
+    z, percentile = _first_stage_features(first_stage, known)
+    extra = torch.stack([cosine, relative, z, percentile, known.float()], dim=-1)
+    return torch.cat([product, extra], dim=-1) * weight[..., None]
+
+
+def _first_stage_features(
+    scores: torch.Tensor, known: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Within-group z-score and rank percentile (1 = best) of the first-stage scores."""
+    weight = known.float()
+    values = torch.where(known, scores, torch.zeros_like(scores))
+    count = weight.sum(-1, keepdim=True).clamp(min=1)
+    mean = values.sum(-1, keepdim=True) / count
+    var = (((values - mean) * weight) ** 2).sum(-1, keepdim=True) / count
+    z = torch.where(var > 0, (values - mean) / var.clamp(min=1e-12).sqrt(), 0.0) * weight
+    # Percentile: the share of the group's other known documents this one beats.
+    beats = (values[..., :, None] > values[..., None, :]) & known[..., None, :]
+    percentile = beats.float().sum(-1) / (count - 1).clamp(min=1) * weight
+    return z, percentile
+
+
+def expected_scores(logits: torch.Tensor) -> torch.Tensor:
+    """The expected value of each document's 0..10 distribution."""
+    levels = torch.arange(NUM_LEVELS, dtype=logits.dtype, device=logits.device)
+    return logits.softmax(-1) @ levels
+
+
+def load_sentence_encoder(name: str, device: str = "cpu", max_doc_tokens: int = 256):
+    """The config's sentence encoder, loaded offline."""
+    from grouprank.retrieval import load_encoder
+
+    encoder = load_encoder(device, None if name == SHIPPED_ENCODER else name)
+    encoder.max_seq_length = max_doc_tokens
+    return encoder
+
+
+def is_group_encoder_dir(path: str | Path) -> bool:
+    """True if ``path`` is a group-encoder checkpoint directory."""
+    config = Path(path).expanduser() / CONFIG_FILE
+    if not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("kind") == KIND
+
+
+def save_head(head: GroupHead, path: str | Path) -> None:
+    """Writes ``grouprank.json`` and ``head.safetensors`` into ``path``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(path / HEAD_FILE))
+    (path / CONFIG_FILE).write_text(json.dumps(asdict(head.config), indent=2) + "\n")
+
+
+def load_head(path: str | Path, device: str = "cpu") -> GroupHead:
+    """Reads a head saved by ``save_head`` (safetensors only; no pickle is ever loaded)."""
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    config = GroupEncoderConfig(**json.loads((path / CONFIG_FILE).read_text()))
+    head = GroupHead(config)
+    head.load_state_dict(load_file(str(path / HEAD_FILE)))
+    return head.to(device).eval()
+
+
+def pad_groups(
+    queries: torch.Tensor, docs: Sequence[torch.Tensor], first_stage: Sequence[Sequence[float]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pads groups of different sizes into (query, docs, first_stage, mask) batch tensors.
+
+    ``first_stage[i]`` may be empty (unknown): its entries become NaN.
+    """
+    size = max(len(d) for d in docs)
+    batch, dim = len(docs), queries.shape[-1]
+    padded = torch.zeros(batch, size, dim, dtype=queries.dtype)
+    scores = torch.full((batch, size), float("nan"))
+    mask = torch.zeros(batch, size, dtype=torch.bool)
+    for i, (block, fs) in enumerate(zip(docs, first_stage)):
+        padded[i, : len(block)] = block
+        mask[i, : len(block)] = True
+        if len(fs):
+            scores[i, : len(fs)] = torch.as_tensor(list(fs), dtype=torch.float32)
+    return queries, padded, scores, mask
+
+
+class GroupEncoderScorer:
+    """The group-encoder backbone behind the ``GroupScorer`` interface of the reranking job."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", name: str | None = None) -> None:
+        self.head = load_head(path, device)
+        config = self.head.config
+        self.encoder = load_sentence_encoder(config.encoder, device, config.max_doc_tokens)
+        self.device = device
+        self.name = name or Path(path).expanduser().name
+
+    @torch.inference_mode()
+    def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
+        if not groups:
+            return []
+        queries = self._encode([g.query for g in groups])
+        texts = [t for g in groups for t in g.texts]
+        flat = self._encode(texts)
+        blocks, start = [], 0
+        for group in groups:
+            blocks.append(flat[start : start + len(group.texts)])
+            start += len(group.texts)
+        batch = pad_groups(queries, blocks, [g.first_stage for g in groups])
+        logits = self.head(*(t.to(self.device) for t in batch))
+        scores = expected_scores(logits).cpu()
+        return [
+            GroupResult(
+                scores=[float(s) for s in scores[i, : len(g.texts)]],
+                statuses=[OK] * len(g.texts),
+                prompt_tokens=0,
+                generated_tokens=0,
+            )
+            for i, g in enumerate(groups)
+        ]
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        return self.encoder.encode(
+            texts, batch_size=64, convert_to_tensor=True, normalize_embeddings=True,
+            show_progress_bar=False,
+        ).cpu()

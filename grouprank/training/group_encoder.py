@@ -1,0 +1,418 @@
+"""SFT and GRPO for the group-encoder backbone, on the synthesized samples; no Spark.
+
+    summary = train_sft(samples, "minilm", "ckpt/sft", EncoderTrainConfig())
+    summary = train_rl(samples, "ckpt/sft", "ckpt/rl", EncoderTrainConfig())
+
+The sentence encoder is frozen and its embeddings are cached on disk (``embedding_cache``), so
+both stages train only the small head: minutes on a CPU.
+
+* **SFT (distillation).** Each document's 0..10 distribution is pulled towards its target score
+  (a soft label on the two nearest integers: 6.3 -> 0.7 on 6, 0.3 on 7) and the group's expected
+  scores towards the target ranking (ListNet: cross-entropy between the softmax of the target
+  scores and of the predicted ones). The first fixes the level, the second the order.
+* **RL (GRPO).** A rollout draws every document's integer score from its distribution, as direct
+  mode sampling does for an LLM; the ranking it induces and the scores themselves are rewarded by
+  ``grouprank.reward.group_reward`` (NDCG@10 + 0.2 Recall@10 + 0.1 (1 - JS)). Advantages are
+  group-relative over the ``rollouts`` draws of a sample; the loss is the clipped surrogate on
+  per-document probability ratios (a document's score plays the role of a token) plus ``kl`` times
+  the exact KL divergence from the frozen reference (the SFT head), averaged over documents.
+
+Checkpoints (head, optimizer, step) are written every ``save_every`` steps under
+``OUTPUT/checkpoints/``; a run that finds them resumes from the last one. Batches follow a seeded
+order per epoch, so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import resource
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from grouprank.backends.group_encoder import (
+    NUM_LEVELS,
+    SHIPPED_ENCODER,
+    GroupEncoderConfig,
+    GroupHead,
+    expected_scores,
+    is_group_encoder_dir,
+    load_head,
+    load_sentence_encoder,
+    pad_groups,
+    save_head,
+)
+from grouprank.reward import ALL_TERMS, group_reward
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "training_summary.json"
+_STATE_FILE = "trainer_state.pt"
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig:
+    """Settings of both training stages of the group-encoder backbone."""
+
+    # Passes over the split's samples (SFT and RL each).
+    epochs: int = 4
+    # Stop after this many optimizer steps (-1: run all epochs).
+    max_steps: int = -1
+    # Samples (groups) per step.
+    batch_size: int = 32
+    # AdamW learning rate of SFT; RL uses rl_learning_rate.
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    # Weight of the ListNet ranking term next to the per-document level term in SFT.
+    listnet_weight: float = 1.0
+    # Head architecture for a fresh SFT run (ignored when SFT starts from a checkpoint).
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    # Checkpoint every this many steps (0: only at the end).
+    save_every: int = 100
+    # Seed of the head's initialisation, the batch order and the rollouts.
+    seed: int = 0
+    # RL: draws per sample, KL coefficient, clip range, optimizer passes over each batch of
+    # rollouts, sampling temperature, learning rate and the reward's terms (for ablations).
+    rollouts: int = 8
+    kl: float = 0.001
+    clip: float = 0.2
+    inner_steps: int = 2
+    temperature: float = 1.0
+    rl_learning_rate: float = 1e-4
+    reward_terms: tuple[str, ...] = ALL_TERMS
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1 or self.batch_size < 1:
+            problems.append("epochs and batch_size must be >= 1")
+        if self.rollouts < 2:
+            problems.append("rollouts must be >= 2 (advantages are relative within a sample)")
+        if not set(self.reward_terms) <= set(ALL_TERMS) or not self.reward_terms:
+            problems.append(f"reward_terms must be a non-empty subset of {list(ALL_TERMS)}")
+        if self.temperature <= 0:
+            problems.append("temperature must be > 0")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+
+@dataclass
+class _Data:
+    """A split's samples as tensors ready for batching."""
+
+    queries: torch.Tensor  # (S, E)
+    docs: list[torch.Tensor]  # S x (n_i, E)
+    first_stage: list[list[float]]
+    targets: list[list[float]]
+
+
+def train_sft(
+    samples: pd.DataFrame, base: str, output: str | Path, config: EncoderTrainConfig
+) -> dict:
+    """Distils the ``sft`` split's targets into a group-encoder head; writes a checkpoint.
+
+    ``base``: ``"minilm"`` (or ``"encoder"``) for a fresh head on the shipped MiniLM, an encoder
+    directory for a fresh head on that encoder, or a group-encoder checkpoint to continue from.
+    Returns the training summary (also written to ``OUTPUT/training_summary.json``).
+    """
+    if is_group_encoder_dir(base):
+        head = load_head(base)
+    else:
+        encoder = SHIPPED_ENCODER if base in (SHIPPED_ENCODER, "encoder") else base
+        torch.manual_seed(config.seed)
+        head = GroupHead(
+            GroupEncoderConfig(
+                encoder=encoder, hidden=config.hidden, layers=config.layers, heads=config.heads,
+                dropout=config.dropout,
+            )
+        )
+    data = _prepare(samples, "sft", head.config)
+    optimizer = torch.optim.AdamW(
+        head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        head.train()
+        logits = head(batch["query"], batch["docs"], batch["first_stage"], batch["mask"])
+        loss, parts = sft_loss(logits, batch["targets"], batch["mask"], config.listnet_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        optimizer.step()
+        return {"loss": float(loss), **parts}
+
+    return _run("sft", head, optimizer, data, step, output, config, base)
+
+
+def train_rl(
+    samples: pd.DataFrame, init: str | Path, output: str | Path, config: EncoderTrainConfig
+) -> dict:
+    """GRPO on the ``rl`` split from the SFT checkpoint ``init`` (also the frozen reference)."""
+    if not is_group_encoder_dir(init):
+        raise ValueError(f"--init {str(init)!r} is not a group-encoder checkpoint (no grouprank.json)")
+    head = load_head(init)
+    reference = copy.deepcopy(head).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    data = _prepare(samples, "rl", head.config)
+    optimizer = torch.optim.AdamW(
+        head.parameters(), lr=config.rl_learning_rate, weight_decay=config.weight_decay
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        return grpo_step(head, reference, optimizer, batch, config, generator)
+
+    return _run("rl", head, optimizer, data, step, output, config, str(init))
+
+
+def sft_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, listnet_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Soft-label cross-entropy on each document's level plus ListNet on the group's order."""
+    log_probs = logits.log_softmax(-1)
+    soft = soft_labels(targets.nan_to_num(0.0))
+    level = -(soft * log_probs).sum(-1)
+    level = (level * mask).sum() / mask.sum()
+    predicted = expected_scores(logits).masked_fill(~mask, -1e4)
+    wanted = targets.nan_to_num(0.0).masked_fill(~mask, -1e4)
+    listnet = -(wanted.softmax(-1) * predicted.log_softmax(-1)).masked_fill(~mask, 0.0).sum(-1)
+    listnet = listnet.mean()
+    total = level + listnet_weight * listnet
+    return total, {"level_loss": level.item(), "listnet_loss": listnet.item()}
+
+
+def soft_labels(targets: torch.Tensor) -> torch.Tensor:
+    """A 0..10 score as a distribution on its two nearest integer levels.
+
+    Example:
+        >>> soft_labels(torch.tensor([6.25]))[0, 6:8].tolist()
+        [0.75, 0.25]
+    """
+    clipped = targets.clamp(0, NUM_LEVELS - 1)
+    low = clipped.floor().long()
+    high = (low + 1).clamp(max=NUM_LEVELS - 1)
+    upper = clipped - low.float()
+    labels = torch.zeros(*targets.shape, NUM_LEVELS)
+    labels.scatter_add_(-1, low[..., None], (1 - upper)[..., None])
+    labels.scatter_add_(-1, high[..., None], upper[..., None])
+    return labels
+
+
+def grpo_step(
+    head: GroupHead,
+    reference: GroupHead,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    config: EncoderTrainConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One GRPO update on a batch: sample rollouts, reward them, take ``inner_steps`` steps."""
+    inputs = (batch["query"], batch["docs"], batch["first_stage"], batch["mask"])
+    mask = batch["mask"]
+    # Dropout off throughout: the ratio must compare the same function before and after a step.
+    head.eval()
+    with torch.no_grad():
+        old_logits = head(*inputs) / config.temperature
+        ref_log_probs = reference(*inputs).log_softmax(-1)
+        old_log_probs = old_logits.log_softmax(-1)
+        # (K, B, N) integer scores, one draw per document per rollout.
+        draws = torch.multinomial(
+            old_log_probs.exp().reshape(-1, NUM_LEVELS), config.rollouts, replacement=True,
+            generator=generator,
+        ).T.reshape(config.rollouts, *mask.shape)
+    rewards = _rollout_rewards(draws, batch["targets"], mask, config.reward_terms)
+    advantages = (rewards - rewards.mean(0)) / (rewards.std(0) + 1e-4)  # (K, B)
+    old_taken = old_log_probs.gather(-1, draws.permute(1, 2, 0)).permute(2, 0, 1)
+    weight = mask.float()[None].expand_as(old_taken)
+    stats = {}
+    for _ in range(config.inner_steps):
+        logits = head(*inputs) / config.temperature
+        log_probs = logits.log_softmax(-1)
+        taken = log_probs.gather(-1, draws.permute(1, 2, 0)).permute(2, 0, 1)
+        ratio = (taken - old_taken).exp()
+        adv = advantages[..., None]
+        surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
+        policy_loss = -(surrogate * weight).sum() / weight.sum()
+        kl = (log_probs.exp() * (log_probs - ref_log_probs)).sum(-1)
+        kl = (kl * mask).sum() / mask.sum()
+        loss = policy_loss + config.kl * kl
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        optimizer.step()
+        stats = {"loss": float(loss), "kl": float(kl), "clipped": float(
+            ((ratio - 1).abs() > config.clip).float().mul(weight).sum() / weight.sum()
+        )}
+    with torch.no_grad():
+        greedy = expected_scores(head(*inputs))
+    stats["reward"] = float(rewards.mean())
+    stats["greedy_reward"] = float(
+        _rollout_rewards(greedy[None], batch["targets"], mask, config.reward_terms).mean()
+    )
+    return stats
+
+
+def _rollout_rewards(
+    scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, terms: Sequence[str]
+) -> torch.Tensor:
+    """R_G of every rollout (K, B, N) -> (K, B)."""
+    rewards = torch.zeros(scores.shape[:2])
+    sizes = mask.sum(-1).tolist()
+    for k in range(scores.shape[0]):
+        for b, n in enumerate(sizes):
+            predicted = scores[k, b, :n].tolist()
+            rewards[k, b] = group_reward(predicted, targets[b, :n].tolist(), terms)
+    return rewards
+
+
+def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> dict:
+    """The shared loop: seeded batches, resume, periodic checkpoints, summary."""
+    output = Path(output)
+    started = time.time()
+    per_epoch = math.ceil(len(data.targets) / config.batch_size)
+    total = per_epoch * config.epochs
+    if config.max_steps >= 0:
+        total = min(total, config.max_steps)
+    done, curve = _resume(head, optimizer, output)
+    if done:
+        log.info("%s: resuming at step %d of %d from %s", stage, done, total, output)
+    for number, batch in enumerate(_batches(data, config), start=1):
+        if number > total:
+            break
+        if number <= done:
+            continue
+        stats = step(batch)
+        curve.append({"step": number, **{k: round(v, 5) for k, v in stats.items()}})
+        if number % 20 == 0 or number == total:
+            log.info("%s step %d/%d %s", stage, number, total, stats)
+        if config.save_every and number % config.save_every == 0 and number < total:
+            _checkpoint(head, optimizer, output, number, curve)
+    save_head(head, output)
+    summary = {
+        "stage": stage,
+        "source": str(source),
+        "samples": len(data.targets),
+        "steps": len(curve) and curve[-1]["step"],
+        "resumed_from_step": done,
+        "seconds": round(time.time() - started, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "config": asdict(config),
+        "curve": curve,
+    }
+    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+    shutil.rmtree(output / "checkpoints", ignore_errors=True)
+    return summary
+
+
+def _batches(data: _Data, config: EncoderTrainConfig) -> Iterator[dict[str, torch.Tensor]]:
+    count = len(data.targets)
+    for epoch in range(config.epochs):
+        order = np.random.default_rng([config.seed, epoch]).permutation(count)
+        for start in range(0, count, config.batch_size):
+            chosen = order[start : start + config.batch_size]
+            query, docs, first_stage, mask = pad_groups(
+                data.queries[chosen], [data.docs[i] for i in chosen],
+                [data.first_stage[i] for i in chosen],
+            )
+            targets = torch.full(mask.shape, float("nan"))
+            for row, i in enumerate(chosen):
+                targets[row, : len(data.targets[i])] = torch.tensor(data.targets[i])
+            yield {"query": query, "docs": docs, "first_stage": first_stage, "mask": mask,
+                   "targets": targets}
+
+
+def _checkpoint(head, optimizer, output: Path, number: int, curve: list) -> None:
+    target = output / "checkpoints" / f"step-{number:06d}"
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_head(head, staging)
+    torch.save({"optimizer": optimizer.state_dict(), "step": number}, staging / _STATE_FILE)
+    (staging / "curve.json").write_text(json.dumps(curve))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    for old in sorted((output / "checkpoints").glob("step-??????"))[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(head, optimizer, output: Path) -> tuple[int, list]:
+    from safetensors.torch import load_file
+
+    found = sorted((output / "checkpoints").glob("step-??????"))
+    if not found:
+        return 0, []
+    last = found[-1]
+    head.load_state_dict(load_file(str(last / "head.safetensors")))
+    state = torch.load(last / _STATE_FILE, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), json.loads((last / "curve.json").read_text())
+
+
+def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _Data:
+    """The split's rows with cached encoder embeddings; fails on an empty split."""
+    rows = samples[samples["split"] == split] if "split" in samples else samples
+    if rows.empty:
+        raise ValueError(f"the samples hold no {split!r} rows; synthesize with a matching split")
+    rows = rows.sort_values("sample_id", kind="stable")
+    texts = [str(t) for block in rows["texts"] for t in block]
+    vectors = embed_cached(config.encoder, list(rows["query"].astype(str)) + texts,
+                           config.max_doc_tokens)
+    queries = vectors[: len(rows)]
+    flat = vectors[len(rows) :]
+    docs, start = [], 0
+    for block in rows["texts"]:
+        docs.append(flat[start : start + len(block)])
+        start += len(block)
+    if "first_stage_scores" in rows:
+        first_stage = [list(map(float, s)) for s in rows["first_stage_scores"]]
+    else:
+        first_stage = [[] for _ in range(len(rows))]
+    targets = [list(map(float, t)) for t in rows["target_scores"]]
+    return _Data(queries, docs, first_stage, targets)
+
+
+def embed_cached(encoder_name: str, texts: list[str], max_doc_tokens: int) -> torch.Tensor:
+    """Normalised embeddings of ``texts``, encoding only those not in the on-disk cache.
+
+    The cache (``GROUPRANK_CACHE``/embeddings, one safetensors file per encoder and token limit)
+    keys vectors by the SHA-1 of the text, so SFT, RL and ablation runs encode each text once.
+    """
+    from filelock import FileLock
+    from safetensors.torch import load_file, save_file
+
+    from grouprank.models import cache_dir
+
+    tag = hashlib.sha1(f"{encoder_name}|{max_doc_tokens}".encode()).hexdigest()[:12]
+    path = cache_dir() / "embeddings" / f"{tag}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+    with FileLock(str(path) + ".lock"):
+        store = load_file(str(path)) if path.exists() else {}
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in store}.items())
+        if missing:
+            log.info("encoding %d texts (%d cached)", len(missing), len(store))
+            encoder = load_sentence_encoder(encoder_name, "cpu", max_doc_tokens)
+            vectors = encoder.encode(
+                [t for _, t in missing], batch_size=64, convert_to_tensor=True,
+                normalize_embeddings=True, show_progress_bar=len(missing) > 2000,
+            ).cpu()
+            store.update({k: v.clone() for (k, _), v in zip(missing, vectors)})
+            save_file(store, str(path))
+    return torch.stack([store[k] for k in keys])
+
+
+def with_overrides(config: EncoderTrainConfig, **changes) -> EncoderTrainConfig:
+    """``config`` with the given fields replaced, ignoring those left as None."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})

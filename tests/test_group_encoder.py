@@ -1,0 +1,255 @@
+"""The group-encoder backbone and its SFT/GRPO trainer, on the real shipped MiniLM encoder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from grouprank.backends import GroupInput
+from grouprank.backends.group_encoder import (
+    CONFIG_FILE,
+    GroupEncoderConfig,
+    GroupHead,
+    expected_scores,
+    is_group_encoder_dir,
+    pad_groups,
+    pair_features,
+    save_head,
+)
+from grouprank.models import load_scorer
+from grouprank.reward import group_reward
+from grouprank.settings import RerankSettings
+from grouprank.training import group_encoder as trainer
+from grouprank.training.group_encoder import (
+    EncoderTrainConfig,
+    soft_labels,
+    train_rl,
+    train_sft,
+)
+
+TOPICS = ["solar energy panels", "river fish species", "medieval castle walls", "jazz piano chords"]
+
+
+def _group(rng: np.random.Generator, topic: str, size: int) -> tuple[list[str], list[float]]:
+    """Documents on the query's topic get high targets, the others low."""
+    texts, targets = [], []
+    for i in range(size):
+        on_topic = i % 3 == 0
+        other = TOPICS[(TOPICS.index(topic) + 1 + i) % len(TOPICS)]
+        texts.append(f"{topic if on_topic else other} note {i}")
+        targets.append(9.0 if on_topic else float(rng.integers(0, 3)))
+    return texts, targets
+
+
+def make_samples(count: int = 12, split: str = "sft", seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(count):
+        topic = TOPICS[k % len(TOPICS)]
+        texts, targets = _group(rng, topic, 4 + k % 5)
+        rows.append({
+            "sample_id": f"{split}-{k:03d}", "qid": f"q{k % 4}", "query": f"about {topic}",
+            "docids": [f"d{i}" for i in range(len(texts))], "texts": texts,
+            "first_stage_scores": [float(rng.normal()) for _ in texts],
+            "target_scores": targets, "split": split,
+        })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    # One embedding cache per test session, outside the user's home.
+    monkeypatch.setenv("GROUPRANK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _random_head(layers: int = 2, dropout: float = 0.0) -> GroupHead:
+    torch.manual_seed(0)
+    return GroupHead(GroupEncoderConfig(hidden=32, layers=layers, heads=4, dropout=dropout)).eval()
+
+
+def _batch(size: int = 6, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    query = torch.randn(1, 384, generator=gen)
+    docs = torch.randn(size, 384, generator=gen)
+    return pad_groups(query, [docs], [torch.randn(size, generator=gen).tolist()])
+
+
+def test_scores_follow_the_documents_not_their_order():
+    head = _random_head()
+    query, docs, first_stage, mask = _batch()
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    with torch.no_grad():
+        scores = expected_scores(head(query, docs, first_stage, mask))[0]
+        shuffled = expected_scores(head(query, docs[:, perm], first_stage[:, perm], mask))[0]
+    assert torch.allclose(shuffled, scores[perm], atol=1e-5)
+    assert ((scores >= 0) & (scores <= 10)).all()
+
+
+def test_a_score_depends_on_the_rest_of_the_group():
+    query, docs, first_stage, mask = _batch()
+    other_docs = docs.clone()
+    other_docs[0, 1:] = torch.randn(5, 384)
+    head = _random_head(layers=2)
+    with torch.no_grad():
+        a = expected_scores(head(query, docs, first_stage, mask))[0, 0]
+        b = expected_scores(head(query, other_docs, first_stage, mask))[0, 0]
+    assert not torch.isclose(a, b, atol=1e-6)
+    # Before attention, only the relative-cosine feature of document 0 sees the others.
+    feats_a = pair_features(query, docs, first_stage, mask)[0, 0]
+    feats_b = pair_features(query, other_docs, first_stage, mask)[0, 0]
+    changed = (feats_a - feats_b).abs() > 1e-6
+    assert changed.nonzero().flatten().tolist() == [385]  # index of "cosine - group mean"
+
+
+def test_padding_and_unknown_first_stage_give_finite_features():
+    query = torch.randn(2, 384)
+    batch = pad_groups(query, [torch.randn(3, 384), torch.randn(1, 384)], [[1.0, 1.0, 2.0], []])
+    features = pair_features(*batch)
+    assert torch.isfinite(features).all()
+    assert features[1, 1:].abs().sum() == 0  # padding rows are zeros
+    z, pct, known = features[0, :, -3], features[0, :, -2], features[0, :, -1]
+    assert known.tolist() == [1.0, 1.0, 1.0] and features[1, 0, -1] == 0.0
+    assert pct.tolist() == [0.0, 0.0, 1.0]  # the 2.0 beats both others; ties beat nobody
+    assert z[2] > 0 > z[0]
+
+
+def test_soft_labels_split_mass_between_neighbours():
+    labels = soft_labels(torch.tensor([[0.0, 6.25, 10.0]]))
+    assert labels.sum(-1).tolist() == [[1.0, 1.0, 1.0]]
+    assert labels[0, 0, 0] == 1.0 and labels[0, 2, 10] == 1.0
+    assert labels[0, 1, 6].item() == pytest.approx(0.75)
+
+
+def test_checkpoint_loads_into_the_reranking_scorer(tmp_path):
+    save_head(_random_head(), tmp_path / "ckpt")
+    assert is_group_encoder_dir(tmp_path / "ckpt") and not is_group_encoder_dir(tmp_path)
+    scorer = load_scorer(RerankSettings(model=str(tmp_path / "ckpt")))
+    results = scorer.score_groups([
+        GroupInput("solar panels", ("solar cells on roofs", "a fish"), (2.0, 1.0)),
+        GroupInput("castles", ("stone walls",)),
+    ])
+    assert [len(r.scores) for r in results] == [2, 1]
+    assert all(0 <= s <= 10 for r in results for s in r.scores)
+    assert {st for r in results for st in r.statuses} == {"ok"}
+    with pytest.raises(ValueError, match="scores groups only"):
+        load_scorer(RerankSettings(model=str(tmp_path / "ckpt"), paradigm="pointwise"))
+
+
+def _config(**changes) -> EncoderTrainConfig:
+    base = dict(epochs=1, batch_size=4, hidden=32, layers=1, heads=4, dropout=0.0, save_every=0,
+                rollouts=4)
+    base.update(changes)
+    return EncoderTrainConfig(**base)
+
+
+def _fixed_batch_loss(path, samples) -> float:
+    from grouprank.backends.group_encoder import load_head
+
+    head = load_head(path)
+    data = trainer._prepare(samples, "sft", head.config)
+    batch = next(trainer._batches(data, _config(batch_size=len(samples))))
+    with torch.no_grad():
+        logits = head(batch["query"], batch["docs"], batch["first_stage"], batch["mask"])
+        loss, _ = trainer.sft_loss(logits, batch["targets"], batch["mask"], 1.0)
+    return float(loss)
+
+
+def test_sft_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path):
+    samples = make_samples()
+    train_sft(samples, "minilm", tmp_path / "start", _config(max_steps=0))
+    summary = train_sft(samples, "minilm", tmp_path / "sft", _config(epochs=15))
+    assert summary["steps"] == 45 and summary["samples"] == 12
+    assert _fixed_batch_loss(tmp_path / "sft", samples) < 0.8 * _fixed_batch_loss(
+        tmp_path / "start", samples
+    )
+    assert json.loads((tmp_path / "sft" / CONFIG_FILE).read_text())["kind"] == "group-encoder"
+    assert not (tmp_path / "sft" / "checkpoints").exists()
+
+
+def test_sft_resumes_after_a_crash_to_the_same_weights(tmp_path, monkeypatch):
+    samples = make_samples()
+    config = _config(epochs=2, save_every=2)
+    train_sft(samples, "minilm", tmp_path / "clean", config)
+
+    real_loss, calls = trainer.sft_loss, {"n": 0}
+
+    def crash_on_fifth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("worker lost")
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "sft_loss", crash_on_fifth)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        train_sft(samples, "minilm", tmp_path / "crashed", config)
+    assert (tmp_path / "crashed" / "checkpoints" / "step-000004").is_dir()
+    monkeypatch.setattr(trainer, "sft_loss", real_loss)
+    summary = train_sft(samples, "minilm", tmp_path / "crashed", config)
+    assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
+    from safetensors.torch import load_file
+
+    clean = load_file(str(tmp_path / "clean" / "head.safetensors"))
+    resumed = load_file(str(tmp_path / "crashed" / "head.safetensors"))
+    assert all(torch.allclose(clean[k], resumed[k], atol=1e-6) for k in clean)
+
+
+def _greedy_reward(path, samples) -> float:
+    from grouprank.backends.group_encoder import load_head
+
+    head = load_head(path)
+    data = trainer._prepare(samples, "rl", head.config)
+    batch = next(trainer._batches(data, _config(batch_size=len(samples))))
+    with torch.no_grad():
+        scores = expected_scores(head(batch["query"], batch["docs"], batch["first_stage"],
+                                      batch["mask"]))
+    sizes = batch["mask"].sum(-1).tolist()
+    return float(np.mean([
+        group_reward(scores[b, :n].tolist(), batch["targets"][b, :n].tolist())
+        for b, n in enumerate(sizes)
+    ]))
+
+
+def test_grpo_raises_the_reward_on_a_fixed_batch(tmp_path):
+    samples = pd.concat([make_samples(8, "sft"), make_samples(8, "rl", seed=1)])
+    train_sft(samples, "minilm", tmp_path / "sft", _config(max_steps=1))
+    before = _greedy_reward(tmp_path / "sft", samples)
+    summary = train_rl(samples, tmp_path / "sft", tmp_path / "rl",
+                       _config(epochs=40, batch_size=8, rl_learning_rate=3e-3, rollouts=8))
+    after = _greedy_reward(tmp_path / "rl", samples)
+    rewards = [point["reward"] for point in summary["curve"]]
+    assert all(np.isfinite(rewards)) and summary["steps"] == 40
+    assert after > before + 0.05
+    assert np.mean(rewards[-5:]) > np.mean(rewards[:5])
+    with pytest.raises(ValueError, match="not a group-encoder checkpoint"):
+        train_rl(samples, tmp_path, tmp_path / "x", _config())
+
+
+def test_bad_settings_and_empty_splits_fail_first(tmp_path):
+    with pytest.raises(ValueError, match="rollouts must be >= 2"):
+        EncoderTrainConfig(rollouts=1)
+    with pytest.raises(ValueError, match="reward_terms"):
+        EncoderTrainConfig(reward_terms=("mrr",))
+    with pytest.raises(ValueError, match="no 'rl' rows"):
+        save_head(_random_head(), tmp_path / "ckpt")
+        train_rl(make_samples(4, "sft"), tmp_path / "ckpt", tmp_path / "out", _config())
+
+
+def test_rerank_job_runs_a_group_encoder_checkpoint(spark, tmp_path):
+    from jobs.transforms import check_candidates, rerank
+    from schemas import CANDIDATES
+
+    save_head(_random_head(), tmp_path / "ckpt")
+    rows = [("q1", "solar panels", f"d{i}", f"text {i} about solar", float(10 - i), None)
+            for i in range(7)] + [("q2", "castles", "e0", "", 1.0, None)]
+    settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=3, partitions=2)
+    checked, _ = check_candidates(spark.createDataFrame(rows, CANDIDATES), settings)
+    out = rerank(checked, settings, dt.date(2026, 11, 27)).toPandas()
+    assert len(out) == 8 and set(out.model) == {"ckpt"}
+    scored = out[out.qid == "q1"]
+    assert scored.model_score.between(0, 10).all() and set(scored.status) == {"ok"}
+    assert sorted(scored["rank"]) == list(range(1, 8))
