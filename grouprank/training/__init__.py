@@ -1,0 +1,1 @@
+"""Training GroupRank rerankers on the synthesized samples (SFT, then RL), without Spark."""
