@@ -9,7 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import demo, evaluate, ingest, pipeline, rerank, retrieve, synthesize
+from jobs import (
+    demo,
+    evaluate,
+    ingest,
+    pipeline,
+    rerank,
+    retrieve,
+    synthesize,
+    train_rl,
+    train_sft,
+)
 
 _COMMANDS = {
     "rerank": rerank,
@@ -19,6 +29,8 @@ _COMMANDS = {
     "evaluate": evaluate,
     "synthesize": synthesize,
     "pipeline": pipeline,
+    "train-sft": train_sft,
+    "train-rl": train_rl,
 }
 
 

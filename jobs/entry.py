@@ -16,14 +16,19 @@ C = TypeVar("C")
 
 
 def job_parser(
-    command: str, doc: str, config: type, settings: type | None = None
+    command: str, doc: str, config: type, settings: type | tuple[type, ...] | None = None
 ) -> argparse.ArgumentParser:
-    """The job's argument parser: one flag per field of its config (and settings) dataclass."""
+    """The job's argument parser: one flag per field of its config (and settings) dataclasses."""
     parser = argparse.ArgumentParser(prog=f"grouprank {command}", description=doc.splitlines()[0])
-    add_dataclass_arguments(parser, config)
-    if settings is not None:
-        add_dataclass_arguments(parser, settings)
+    for cls in (config, *_as_tuple(settings)):
+        add_dataclass_arguments(parser, cls)
     return parser
+
+
+def _as_tuple(settings: type | tuple[type, ...] | None) -> tuple[type, ...]:
+    if settings is None:
+        return ()
+    return settings if isinstance(settings, tuple) else (settings,)
 
 
 def run_job(
@@ -32,11 +37,11 @@ def run_job(
     run: Callable[..., dict],
     argv: list[str] | None,
     doc: str,
-    settings: type | None = None,
+    settings: type | tuple[type, ...] | None = None,
     errors: tuple[type[Exception], ...] = (ValueError, FileNotFoundError),
 ) -> int:
-    """Parses ``argv`` into ``config`` (and ``settings``, when the job has a settings dataclass
-    too), calls ``run`` and returns the exit code: 0, or 2 with the error on stderr for bad
+    """Parses ``argv`` into ``config`` (and each ``settings`` dataclass, when the job has more),
+    calls ``run`` and returns the exit code: 0, or 2 with the error on stderr for bad
     flags, tables or files (``errors``).
 
     Example:
@@ -47,9 +52,7 @@ def run_job(
     )
     args = job_parser(command, doc, config, settings).parse_args(argv)
     try:
-        objects = [dataclass_from_args(config, args)]
-        if settings is not None:
-            objects.append(dataclass_from_args(settings, args))
+        objects = [dataclass_from_args(cls, args) for cls in (config, *_as_tuple(settings))]
         run(*objects)
     except errors as err:
         print(f"grouprank {command}: error: {err}", file=sys.stderr)

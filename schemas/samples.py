@@ -45,3 +45,9 @@ SAMPLES = T.StructType(
         T.StructField("run_date", T.DateType(), False),
     ]
 )
+
+# What the trainers read; first_stage_scores is optional (the group encoder then runs without
+# the first-stage features, as it does at inference when scores are unknown).
+TRAINING_REQUIRED = {
+    "sample_id", "qid", "query", "texts", "target_scores", "split", "prompt", "completion",
+}

@@ -37,7 +37,8 @@ def check_columns(
                 problems.append(f"missing column '{field.name}' ({field.dataType.simpleString()})")
             continue
         got = actual[field.name]
-        if got == field.dataType:
+        # Same type up to nullability: Delta and Parquet read arrays back as containsNull=true.
+        if got.simpleString() == field.dataType.simpleString():
             continue
         if isinstance(got, _COMPATIBLE.get(type(field.dataType), ())):
             casts[field.name] = field.dataType

@@ -17,6 +17,10 @@ both stages train only the small head: minutes on a CPU.
   per-document probability ratios (a document's score plays the role of a token) plus ``kl`` times
   the exact KL divergence from the frozen reference (the SFT head), averaged over documents.
 
+Under ``torchrun`` / TorchDistributor with several processes, each process takes every
+world-size-th sample of a batch order all share, gradients are averaged across processes before
+every step (what DistributedDataParallel does), and only rank 0 writes.
+
 Checkpoints (head, optimizer, step) are written every ``save_every`` steps under
 ``OUTPUT/checkpoints/``; a run that finds them resumes from the last one. Batches follow a seeded
 order per epoch, so a resumed run sees exactly the batches an uninterrupted one would.
@@ -149,9 +153,10 @@ def train_sft(
         loss, parts = sft_loss(logits, batch["targets"], batch["mask"], config.listnet_weight)
         optimizer.zero_grad()
         loss.backward()
+        _average_gradients(head)
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         optimizer.step()
-        return {"loss": float(loss), **parts}
+        return {"loss": loss.item(), **parts}
 
     return _run("sft", head, optimizer, data, step, output, config, base)
 
@@ -251,9 +256,10 @@ def grpo_step(
         loss = policy_loss + config.kl * kl
         optimizer.zero_grad()
         loss.backward()
+        _average_gradients(head)
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         optimizer.step()
-        stats = {"loss": float(loss), "kl": float(kl), "clipped": float(
+        stats = {"loss": loss.item(), "kl": kl.item(), "clipped": float(
             ((ratio - 1).abs() > config.clip).float().mul(weight).sum() / weight.sum()
         )}
     with torch.no_grad():
@@ -263,6 +269,29 @@ def grpo_step(
         _rollout_rewards(greedy[None], batch["targets"], mask, config.reward_terms).mean()
     )
     return stats
+
+
+def _world() -> tuple[int, int]:
+    """(world size, rank), starting the process group when launched by torchrun."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (world, dist.get_rank()) if world > 1 else (1, 0)
+
+
+def _average_gradients(head: GroupHead) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    for parameter in head.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= dist.get_world_size()
 
 
 def _rollout_rewards(
@@ -282,6 +311,7 @@ def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> d
     """The shared loop: seeded batches, resume, periodic checkpoints, summary."""
     output = Path(output)
     started = time.time()
+    world, rank = _world()
     per_epoch = math.ceil(len(data.targets) / config.batch_size)
     total = per_epoch * config.epochs
     if config.max_steps >= 0:
@@ -289,7 +319,7 @@ def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> d
     done, curve = _resume(head, optimizer, output)
     if done:
         log.info("%s: resuming at step %d of %d from %s", stage, done, total, output)
-    for number, batch in enumerate(_batches(data, config), start=1):
+    for number, batch in enumerate(_batches(data, config, world, rank), start=1):
         if number > total:
             break
         if number <= done:
@@ -298,8 +328,10 @@ def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> d
         curve.append({"step": number, **{k: round(v, 5) for k, v in stats.items()}})
         if number % 20 == 0 or number == total:
             log.info("%s step %d/%d %s", stage, number, total, stats)
-        if config.save_every and number % config.save_every == 0 and number < total:
+        if rank == 0 and config.save_every and number % config.save_every == 0 and number < total:
             _checkpoint(head, optimizer, output, number, curve)
+    if rank:
+        return {"stage": stage, "rank": rank}
     save_head(head, output)
     summary = {
         "stage": stage,
@@ -317,12 +349,16 @@ def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> d
     return summary
 
 
-def _batches(data: _Data, config: EncoderTrainConfig) -> Iterator[dict[str, torch.Tensor]]:
+def _batches(
+    data: _Data, config: EncoderTrainConfig, world: int = 1, rank: int = 0
+) -> Iterator[dict[str, torch.Tensor]]:
     count = len(data.targets)
     for epoch in range(config.epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(count)
         for start in range(0, count, config.batch_size):
-            chosen = order[start : start + config.batch_size]
+            chosen = order[start : start + config.batch_size][rank::world]
+            if not len(chosen):  # a last, short batch with fewer samples than processes
+                chosen = order[start : start + 1]
             query, docs, first_stage, mask = pad_groups(
                 data.queries[chosen], [data.docs[i] for i in chosen],
                 [data.first_stage[i] for i in chosen],
