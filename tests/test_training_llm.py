@@ -20,6 +20,7 @@ from grouprank.training.llm import (
     REQUIRED_COLUMNS,
     SUMMARY_FILE,
     LLMTrainConfig,
+    _plain_prompts,
     train_rl,
     train_sft,
 )
@@ -183,6 +184,22 @@ def test_a_rerun_with_more_steps_continues_from_the_last_checkpoint(
     assert [x["step"] for x in second["losses"]] == [1, 2, 3, 4]
     assert second["losses"][0]["loss"] == 123.0
     assert second["losses"][1] == first["losses"][1]
+
+
+def test_prompts_keep_one_bos_when_the_tokenizer_adds_its_own(tiny_model_dir, samples):
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = samples["prompt"].iloc[0]
+    assert _plain_prompts([prompt], tokenizer) == [prompt]
+    # Llama 3 style: the tokenizer adds BOS, and the chat template already starts with it.
+    tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", tokenizer.bos_token_id)]
+    )
+    (plain,) = _plain_prompts([prompt], tokenizer)
+    reranker_ids = tokenizer(prompt, add_special_tokens=False).input_ids  # as chat_prompt_ids
+    assert tokenizer(plain).input_ids == reranker_ids
 
 
 def test_bad_input_fails_before_training(tiny_model_dir, samples, tmp_path):
