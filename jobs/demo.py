@@ -14,11 +14,19 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
+
 from grouprank.settings import RerankSettings
 from jobs import rerank
+from jobs.ingest import table_refs
 from jobs.session import get_session
-from jobs.tables import read_table, spark_path
+from jobs.tables import read_table, spark_path, write_delta
 from schemas.candidates import CANDIDATES
+from schemas.corpus import validate_corpus
+from schemas.queries import validate_queries
+
+# The walkthrough's tables, each a folder under its work directory.
+WALKTHROUGH_TABLES = ("corpus", "queries", "candidates", "reranked", "metrics")
 
 
 def sample_candidates_path() -> Path:
@@ -42,6 +50,28 @@ def ensure_sample(spark, target: str) -> str:
     if not (Path(target) / "_delta_log").is_dir():
         write_sample(spark, target)
     return target
+
+
+def walkthrough_tables(workdir: str) -> dict[str, str]:
+    """The walkthrough notebook's tables under ``workdir``, a folder or a database name.
+
+    Example:
+        >>> walkthrough_tables("/tmp/w")["reranked"], walkthrough_tables("main.demo")["corpus"]
+        ('/tmp/w/reranked', 'main.demo.corpus')
+    """
+    return table_refs(workdir, WALKTHROUGH_TABLES)
+
+
+def write_sample_collection(spark, corpus: str, queries: str) -> None:
+    """Writes the bundled sample as a collection to retrieve from: its distinct documents as a
+    corpus table and its distinct queries as a queries table (each replaced)."""
+    # Read on the driver: the bundled file is local to it, not visible to executors.
+    sample = spark.createDataFrame(pd.read_json(sample_candidates_path(), lines=True)[
+        CANDIDATES.fieldNames()], CANDIDATES)
+    write_delta(validate_corpus(sample.select("docid", "text").dropDuplicates(["docid"])), corpus,
+                "corpus")
+    write_delta(validate_queries(sample.select("qid", "query").dropDuplicates(["qid"])), queries,
+                "queries")
 
 
 def main(argv: list[str] | None = None) -> int:

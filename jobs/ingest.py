@@ -50,15 +50,16 @@ class IngestJob:
     subset: str | None = None
 
 
-def table_refs(output: str) -> dict[str, str]:
-    """The three table references under an output folder or database.
+def table_refs(output: str, names: tuple[str, ...] = TABLES) -> dict[str, str]:
+    """The references of the tables ``names`` (default: the three ingested ones) under an output
+    folder or database.
 
     Example:
         >>> table_refs("/data/vaswani")["qrels"], table_refs("bench.vaswani")["qrels"]
         ('/data/vaswani/qrels', 'bench.vaswani.qrels')
     """
     separator = "/" if is_path(output) else "."
-    return {name: f"{output.rstrip('/')}{separator}{name}" for name in TABLES}
+    return {name: f"{output.rstrip('/')}{separator}{name}" for name in names}
 
 
 def to_tables(spark: SparkSession, benchmark: Benchmark) -> dict[str, DataFrame]:

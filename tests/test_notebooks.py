@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,3 +27,51 @@ def test_rerank_then_evaluate_then_synthesize(spark, tmp_path, monkeypatch, caps
     assert "first_stage_rank" in out and "nDCG@10" in out and "completion" in out
     assert (tmp_path / "out/notebooks/reranked/_delta_log").is_dir()
     assert spark.read.format("delta").load(str(tmp_path / "out/notebooks/samples")).count() > 0
+
+
+class FakeWidgets:
+    """Databricks' ``dbutils.widgets``: a widget keeps the value it was given (a job parameter or
+    an edit) and the first declaration's default otherwise; declaring it again changes nothing."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = dict(values)
+        self.declared: list[str] = []
+
+    def text(self, name: str, default: str) -> None:
+        self.declared.append(name)
+        self.values.setdefault(name, default)
+
+    def get(self, name: str) -> str:
+        return self.values[name]
+
+
+def test_walkthrough_retrieves_reranks_evaluates_and_plots(spark, tiny_model_dir, tmp_path,
+                                                          monkeypatch, capsys):
+    from jobs import notebook, rerank
+    from jobs.entry import job_parser
+    from jobs.evaluate import EvaluateJob
+    from jobs.retrieve import RetrieveJob
+
+    monkeypatch.chdir(tmp_path)
+    widgets = FakeWidgets({"model": str(tiny_model_dir), "group_size": "5",
+                           "metrics": "ndcg@10,recall@10"})
+    monkeypatch.setattr(notebook, "_dbutils", lambda: SimpleNamespace(widgets=widgets))
+    runpy.run_path(str(NOTEBOOKS / "walkthrough.py"), run_name="__main__")
+    out = capsys.readouterr().out
+
+    # Every widget is a flag of one of the three jobs, except the work directory.
+    flags = {a.dest for parser in (job_parser("retrieve", "x", RetrieveJob), rerank.build_parser(),
+                                   job_parser("evaluate", "x", EvaluateJob))
+             for a in parser._actions}
+    assert set(widgets.declared) - flags == {"workdir"}
+    base = tmp_path / "out" / "walkthrough"
+    candidates = spark.read.format("delta").load(str(base / "candidates"))
+    reranked = spark.read.format("delta").load(str(base / "reranked"))
+    assert candidates.count() == reranked.count() > 0
+    assert set(reranked.toPandas().model) == {tiny_model_dir.name}
+    means = spark.read.format("delta").load(str(base / "metrics")).where("qid = 'all'").toPandas()
+    assert sorted(zip(means.name, means.metric)) == [
+        ("first_stage", "Recall@10"), ("first_stage", "nDCG@10"), ("reranked", "Recall@10"),
+        ("reranked", "nDCG@10")]
+    assert "vs first_stage" in out and "figure saved to" in out
+    assert (base / "metrics.png").read_bytes().startswith(b"\x89PNG")
