@@ -1,0 +1,97 @@
+"""Writes every table's column list in the docs from its StructType, or checks that they match.
+
+    .venv/bin/python scripts/schema_docs.py            # rewrite the generated blocks in docs/
+    .venv/bin/python scripts/schema_docs.py --check    # exit 1 and show the diff if they differ
+
+A generated block sits between ``<!-- schema: schemas.reranked.RERANKED -->`` and
+``<!-- /schema -->``; the marker names the module and the StructType. Each column's meaning is the
+comment written above its ``StructField`` in that module (``tests/test_docs.py`` runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = (REPO / "docs" / "ARCHITECTURE.md",)
+_BLOCK = re.compile(r"(<!-- schema: ([\w.]+) -->\n)(.*?)(<!-- /schema -->)", re.DOTALL)
+
+
+def column_comments(module, name: str) -> dict[str, str]:
+    """The comment lines right above each ``T.StructField("column", ...)`` of ``name``."""
+    lines = inspect.getsource(module).splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"{name} = ")), None)
+    comments: dict[str, str] = {}
+    if start is None:
+        return comments
+    pending: list[str] = []
+    for line in lines[start + 1:]:
+        stripped = line.strip()
+        if line.startswith(")"):
+            break
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("#").strip())
+            continue
+        match = re.match(r'T\.StructField\("(\w+)"', stripped)
+        if match:
+            comments[match.group(1)] = " ".join(pending)
+        pending = []
+    return comments
+
+
+def schema_table(ref: str) -> str:
+    """A markdown table of the StructType ``ref`` (``module.NAME``): column, type, nullable, meaning.
+
+    Example:
+        >>> print(schema_table("schemas.qrels.QRELS").splitlines()[2])
+        | `qid` | string | no |  |
+    """
+    module_name, name = ref.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    schema = getattr(module, name)
+    comments = column_comments(module, name)
+    rows = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
+    for field in schema.fields:
+        meaning = comments.get(field.name, "").replace("|", "\\|")
+        rows.append(f"| `{field.name}` | {field.dataType.simpleString()} | "
+                    f"{'yes' if field.nullable else 'no'} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def render(text: str) -> str:
+    """``text`` with every generated block rewritten from its StructType."""
+    return _BLOCK.sub(lambda m: m.group(1) + schema_table(m.group(2)) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    stale = 0
+    for path in DOCS:
+        text = path.read_text()
+        fresh = render(text)
+        if fresh == text:
+            continue
+        stale += 1
+        if args.check:
+            sys.stdout.writelines(difflib.unified_diff(
+                text.splitlines(True), fresh.splitlines(True), str(path), "from schemas"))
+        else:
+            path.write_text(fresh)
+            print(f"rewrote {path.relative_to(REPO)}")
+    if args.check and stale:
+        print(f"\n{stale} file(s) out of date: run .venv/bin/python scripts/schema_docs.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
