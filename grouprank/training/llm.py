@@ -251,6 +251,7 @@ def train_rl(
         }
     )
     _check_not_empty(dataset, len(keep), RL, config)
+    # TRL names a partial after the function it wraps: logged as rewards/group_ranking_reward.
     reward = functools.partial(group_ranking_reward, reward_terms=tuple(config.reward_terms))
     shared = _trainer_arguments(config, output)
     # A micro-batch holds whole GRPO groups: batch_size prompts x rollouts completions.
