@@ -106,7 +106,9 @@ def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_mode
         "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
         "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=4",
+        # Small-machine settings, as jobs/session.py applies to local sessions it builds itself.
+        "--conf", "spark.sql.shuffle.partitions=2",
+        "--conf", "spark.databricks.delta.snapshotPartitions=2",
         "--py-files", str(archive),
         str(entry),
         "--candidates", str(candidates), "--output", str(output), "--run-date", "2026-11-27",
