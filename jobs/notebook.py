@@ -1,4 +1,5 @@
-"""What the Databricks notebooks share: widgets named like the job flags, and showing a table.
+"""What the Databricks notebooks share: widgets named like the job flags, and showing tables and
+plots.
 
 A notebook declares one text widget per job flag (same name, same default as the command line),
 turns the widget values into the job's argument list and calls the job's ``main`` - exactly what
@@ -8,6 +9,7 @@ turns the widget values into the job's argument list and calls the job's ``main`
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 from typing import Any
@@ -117,15 +119,10 @@ def metrics_figure(means: pd.DataFrame, title: str = ""):
         >>> len(metrics_figure(frame).axes[0].patches)
         2
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError("the metrics plot needs matplotlib: pip install matplotlib") from err
     table = means.pivot(index="metric", columns="name", values="value").sort_index()
     names = list(table.columns)
     width = 0.8 / max(len(names), 1)
-    figure = Figure(figsize=(7, 3.5))
-    axes = figure.subplots()
+    figure, axes = _figure()
     for i, name in enumerate(names):
         axes.bar([x + i * width for x in range(len(table))], table[name], width, label=name)
     axes.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(table))], table.index)
@@ -134,6 +131,54 @@ def metrics_figure(means: pd.DataFrame, title: str = ""):
     axes.set_title(title)
     axes.legend()
     return figure
+
+
+def training_curve(output: str | Path) -> pd.DataFrame:
+    """The per-step curve in a train-sft or train-rl output's ``training_summary.json``, either
+    backbone: columns ``step`` and ``loss`` (SFT) or ``step`` and ``reward`` (RL, the mean over
+    each step's rollouts).
+
+    Example:
+        >>> training_curve("ckpt/sft").columns.tolist()  # doctest: +SKIP
+        ['step', 'loss']
+    """
+    from grouprank.training.group_encoder import SUMMARY_FILE
+
+    summary = json.loads((Path(output) / SUMMARY_FILE).read_text())
+    value = "loss" if summary["stage"] == "sft" else "reward"
+    # The group encoder records every step under "curve"; the LLM trainer keeps TRL's logged
+    # steps under "losses" and "rewards".
+    points = summary.get("curve") or summary.get("losses" if value == "loss" else "rewards", [])
+    return pd.DataFrame([(p["step"], p[value]) for p in points], columns=["step", value])
+
+
+def curve_figure(curve: pd.DataFrame, title: str = ""):
+    """A line plot of a ``training_curve``: its value column against ``step``.
+
+    Example:
+        >>> curve = pd.DataFrame({"step": [1, 2, 3], "loss": [2.0, 1.5, 1.2]})
+        >>> curve_figure(curve).axes[0].get_ylabel()
+        'loss'
+    """
+    value = curve.columns[1]
+    figure, axes = _figure()
+    axes.plot(curve["step"], curve[value], marker="." if len(curve) < 50 else None)
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_xlabel("step")
+    axes.set_ylabel(value)
+    axes.set_title(title)
+    return figure
+
+
+def _figure():
+    """A new matplotlib figure and its axes (matplotlib: ``test`` and ``bench`` extras, and
+    Databricks ML runtimes)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError("the notebook plots need matplotlib: pip install matplotlib") from err
+    figure = Figure(figsize=(7, 3.5))
+    return figure, figure.subplots()
 
 
 def _display():

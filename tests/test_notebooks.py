@@ -1,15 +1,20 @@
-"""Every notebook runs locally (no dbutils) on the bundled sample in the test SparkSession."""
+"""Every notebook runs locally (no dbutils), on the bundled sample or a tiny samples table."""
 
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests import test_train_jobs
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 pytestmark = pytest.mark.slow
+# The tiny samples Delta table (12 sft and 8 rl samples) of the training jobs' tests.
+samples_table = test_train_jobs.samples_table
 
 
 def test_notebooks_are_databricks_source_files():
@@ -75,3 +80,36 @@ def test_walkthrough_retrieves_reranks_evaluates_and_plots(spark, tiny_model_dir
         ("reranked", "nDCG@10")]
     assert "vs first_stage" in out and "figure saved to" in out
     assert (base / "metrics.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_runs_sft_then_rl_and_shows_both_curves(spark, samples_table, tmp_path,
+                                                      tmp_path_factory, monkeypatch, capsys):
+    from grouprank.backends.group_encoder import is_group_encoder_dir
+    from jobs import notebook, train_rl, train_sft
+    from jobs.entry import job_parser
+    from jobs.training import RLOptions, TrainJob
+
+    monkeypatch.setenv("GROUPRANK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.chdir(tmp_path)
+    widgets = FakeWidgets({"stage": "both", "samples": samples_table, "output": "model",
+                           "batch_size": "4", "epochs": "1", "rollouts": "4"})
+    monkeypatch.setattr(notebook, "_dbutils", lambda: SimpleNamespace(widgets=widgets))
+    runpy.run_path(str(NOTEBOOKS / "train.py"), run_name="__main__")
+    out = capsys.readouterr().out
+
+    # Every widget is a flag of one of the two jobs, except the stage.
+    flags = {a.dest for parser in (
+        job_parser("train-sft", "x", train_sft.SFTBase, TrainJob),
+        job_parser("train-rl", "x", train_rl.RLInit, (TrainJob, RLOptions)),
+    ) for a in parser._actions}
+    assert set(widgets.declared) - flags == {"stage"}
+    # 12 sft and 8 rl samples, 4 per step, one epoch.
+    for stage, steps, value in (("sft", 3, "loss"), ("rl", 2, "reward")):
+        checkpoint = tmp_path / "model" / stage
+        assert is_group_encoder_dir(checkpoint)
+        summary = json.loads((checkpoint / "training_summary.json").read_text())
+        assert summary["stage"] == stage
+        assert [point["step"] for point in summary["curve"]] == list(range(1, steps + 1))
+        assert f"|step|{value}|" in out.replace(" ", "")
+        assert (tmp_path / "model" / f"{stage}-curve.png").read_bytes().startswith(b"\x89PNG")
+    assert summary["source"] == "model/sft" and summary["config"]["rollouts"] == 4
