@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 
 from grouprank.backends.group_encoder import expected_scores, load_head, pad_groups
+from grouprank.embeddings import embed_cached
 from grouprank.formats import read_trec_qrels
 from grouprank.metrics import parse_metric, query_value
-from grouprank.training.group_encoder import embed_cached
 
 NDCG10 = parse_metric("ndcg@10")
 

@@ -12,8 +12,8 @@ first-stage teacher by first-stage rank).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from grouprank.backends.base import GroupInput, GroupResult
 from grouprank.parsing import OK
@@ -70,16 +70,24 @@ class EncoderTeacher:
     """Cosine similarity of a sentence encoder, mapped to 0-10 (implements ``GroupScorer``)."""
 
     def __init__(self, model_dir: str | None = None, device: str = "cpu") -> None:
-        from grouprank.retrieval import encoder_dir, load_encoder
+        from grouprank.backends.group_encoder import SHIPPED_ENCODER
+        from grouprank.retrieval import encoder_dir
 
+        # Embeddings come from the on-disk cache (grouprank.embeddings): pools of different
+        # queries share most documents, and reruns share all of them.
+        self.encoder_name = model_dir or SHIPPED_ENCODER
+        self.device = device
         path = model_dir or str(encoder_dir())
-        self.encoder = load_encoder(device, path)
         self.name = f"encoder:{path.rstrip('/').split('/')[-1]}"
 
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
-        queries = self.encoder.encode([g.query for g in groups], normalize_embeddings=True)
+        from grouprank.embeddings import embed_cached
+
         texts = [t for g in groups for t in g.texts]
-        docs = self.encoder.encode(texts, normalize_embeddings=True, batch_size=64)
+        vectors = embed_cached(
+            self.encoder_name, [g.query for g in groups] + texts, device=self.device
+        ).numpy()
+        queries, docs = vectors[: len(groups)], vectors[len(groups) :]
         results, start = [], 0
         for query, group in zip(queries, groups):
             block = docs[start : start + len(group.texts)]

@@ -29,7 +29,6 @@ order per epoch, so a resumed run sees exactly the batches an uninterrupted one 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -52,10 +51,10 @@ from grouprank.backends.group_encoder import (
     expected_scores,
     is_group_encoder_dir,
     load_head,
-    load_sentence_encoder,
     pad_groups,
     save_head,
 )
+from grouprank.embeddings import embed_cached
 from grouprank.reward import ALL_TERMS, group_reward
 
 log = logging.getLogger(__name__)
@@ -417,36 +416,6 @@ def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _
         first_stage = [[] for _ in range(len(rows))]
     targets = [list(map(float, t)) for t in rows["target_scores"]]
     return _Data(queries, docs, first_stage, targets)
-
-
-def embed_cached(encoder_name: str, texts: list[str], max_doc_tokens: int) -> torch.Tensor:
-    """Normalised embeddings of ``texts``, encoding only those not in the on-disk cache.
-
-    The cache (``GROUPRANK_CACHE``/embeddings, one safetensors file per encoder and token limit)
-    keys vectors by the SHA-1 of the text, so SFT, RL and ablation runs encode each text once.
-    """
-    from filelock import FileLock
-    from safetensors.torch import load_file, save_file
-
-    from grouprank.models import cache_dir
-
-    tag = hashlib.sha1(f"{encoder_name}|{max_doc_tokens}".encode()).hexdigest()[:12]
-    path = cache_dir() / "embeddings" / f"{tag}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-    with FileLock(str(path) + ".lock"):
-        store = load_file(str(path)) if path.exists() else {}
-        missing = sorted({k: t for k, t in zip(keys, texts) if k not in store}.items())
-        if missing:
-            log.info("encoding %d texts (%d cached)", len(missing), len(store))
-            encoder = load_sentence_encoder(encoder_name, "cpu", max_doc_tokens)
-            vectors = encoder.encode(
-                [t for _, t in missing], batch_size=64, convert_to_tensor=True,
-                normalize_embeddings=True, show_progress_bar=len(missing) > 2000,
-            ).cpu()
-            store.update({k: v.clone() for (k, _), v in zip(missing, vectors)})
-            save_file(store, str(path))
-    return torch.stack([store[k] for k in keys])
 
 
 def with_overrides(config: EncoderTrainConfig, **changes) -> EncoderTrainConfig:
