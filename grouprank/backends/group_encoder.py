@@ -55,6 +55,9 @@ class GroupEncoderConfig:
     dropout: float = 0.1
     # Tokens per document the encoder reads (MiniLM was trained with 256).
     max_doc_tokens: int = 256
+    # The reranking job's fusion weight when --fusion-weight is not given: the head already reads
+    # the first-stage score, so fusing it in again only double-counts it.
+    fusion_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind != KIND:
