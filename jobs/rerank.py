@@ -1,7 +1,7 @@
 """Rerank a candidates table with the groupwise model and write the run date's Delta partition.
 
     grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \\
-        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight 0.6] \\
+        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight W] \\
         [--mode direct|reason] [--seed 0] [--paradigm groupwise|pointwise|listwise]
     spark-submit jobs/rerank.py <same flags>
 """
