@@ -37,14 +37,13 @@ from typing import Any
 
 import pandas as pd
 
+from grouprank.models import EMBEDDED_LLM
 from grouprank.parsing import OK, parse_answer
 from grouprank.reward import ALL_TERMS, group_ranking_reward
 from grouprank.synthesis import RL, SFT
 
 log = logging.getLogger(__name__)
 
-# The embedded SmolLM2-135M-Instruct, by name (grouprank.models.default_model_dir()).
-EMBEDDED_LLM = "smollm2"
 # The SAMPLES columns these trainers read.
 REQUIRED_COLUMNS = ("prompt", "completion", "target_scores", "split")
 SUMMARY_FILE = "training_summary.json"
