@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # Per process: (encoder, token limit) -> {sha1(text): vector}.
 _MEMORY: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+# Per process: (encoder, token limit, device) -> the loaded encoder, so a long-lived worker that
+# keeps meeting new texts loads it once.
+_ENCODERS: dict[tuple[str, int, str], object] = {}
 
 
 def embed_cached(
@@ -61,8 +64,10 @@ def _fill(
         if not missing:
             return
         log.info("encoding %d texts (%d cached)", len(missing), len(memory))
-        encoder = load_sentence_encoder(encoder_name, device, max_doc_tokens)
-        vectors = encoder.encode(
+        key = (encoder_name, max_doc_tokens, device)
+        if key not in _ENCODERS:
+            _ENCODERS[key] = load_sentence_encoder(encoder_name, device, max_doc_tokens)
+        vectors = _ENCODERS[key].encode(
             [t for _, t in missing], batch_size=64, convert_to_tensor=True,
             normalize_embeddings=True, show_progress_bar=len(missing) > 2000,
         ).cpu()

@@ -99,18 +99,15 @@ def fusion_weight_for(settings: RerankSettings) -> float:
         >>> fusion_weight_for(RerankSettings(model="smollm2")), fusion_weight_for(RerankSettings())
         (0.6, 1.0)
     """
-    import json
-
-    from grouprank.backends.group_encoder import CONFIG_FILE, is_group_encoder_dir
+    from grouprank.backends.group_encoder import is_group_encoder_dir, load_config
 
     if settings.fusion_weight is not None:
         return settings.fusion_weight
     if settings.model == EMBEDDED_LLM:
         return LLM_FUSION_WEIGHT
     path = shipped_default_dir() if settings.model == DEFAULT_MODEL else Path(settings.model)
-    if is_group_encoder_dir(path.expanduser()):
-        config = json.loads((path.expanduser() / CONFIG_FILE).read_text())
-        return float(config.get("fusion_weight", 1.0))
+    if is_group_encoder_dir(path):
+        return load_config(path).fusion_weight
     return LLM_FUSION_WEIGHT
 
 

@@ -167,13 +167,17 @@ def save_head(head: GroupHead, path: str | Path) -> None:
     (path / CONFIG_FILE).write_text(json.dumps(asdict(head.config), indent=2) + "\n")
 
 
+def load_config(path: str | Path) -> GroupEncoderConfig:
+    """The architecture saved in a checkpoint's ``grouprank.json``."""
+    return GroupEncoderConfig(**json.loads((Path(path).expanduser() / CONFIG_FILE).read_text()))
+
+
 def load_head(path: str | Path, device: str = "cpu") -> GroupHead:
     """Reads a head saved by ``save_head`` (safetensors only; no pickle is ever loaded)."""
     from safetensors.torch import load_file
 
     path = Path(path).expanduser()
-    config = GroupEncoderConfig(**json.loads((path / CONFIG_FILE).read_text()))
-    head = GroupHead(config)
+    head = GroupHead(load_config(path))
     head.load_state_dict(load_file(str(path / HEAD_FILE)))
     return head.to(device).eval()
 

@@ -36,7 +36,7 @@ import resource
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -417,7 +417,3 @@ def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _
     targets = [list(map(float, t)) for t in rows["target_scores"]]
     return _Data(queries, docs, first_stage, targets)
 
-
-def with_overrides(config: EncoderTrainConfig, **changes) -> EncoderTrainConfig:
-    """``config`` with the given fields replaced, ignoring those left as None."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
