@@ -286,6 +286,7 @@ def scoring_diagnostics(scored: DataFrame) -> dict:
         "generated_tokens": totals["generated_tokens"] or 0,
         "python_workers": len(workers),
         "model_loads_per_worker": sorted(r["loads"] for r in workers),
+        "model_loads_by_worker": {r["worker_pid"]: r["loads"] for r in workers},
         "peak_worker_rss_mb": max((r["rss"] for r in workers), default=0),
     }
 
