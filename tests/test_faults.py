@@ -18,6 +18,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from grouprank.settings import RerankSettings
 from jobs import rerank as rerank_job
+from jobs import synthesize as synth_job
 from schemas import CANDIDATES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,16 +45,22 @@ def setup(spark, tiny_model_dir, tmp_path_factory):
     return base, cand, settings, spark.read.format("delta").load(reference).collect()
 
 
-def _job_process(cand: str, out: str, day: str, model: str, fault: str = "", extra=()):
+def _job_process(cand: str, out: str, day: str, model: str, fault: str = ""):
+    args = ["--candidates", cand, "--output", out, "--run-date", day, "--model", model,
+            "--group-size", "5", "--partitions", "4"]
+    return _process("jobs.rerank", args, fault)
+
+
+def _process(module: str, args: list[str], fault: str = ""):
+    """Runs ``python -m module args`` as its own job process, with the fault injector armed."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)])
     # local[2,4]: two cores, and a failed task is retried up to 4 times, as on a cluster.
     env["PYSPARK_SUBMIT_ARGS"] = "--master local[2,4] pyspark-shell"
     env["GROUPRANK_TEST_FAULT"] = fault
-    cmd = [sys.executable, "-m", "jobs.rerank", "--candidates", cand, "--output", out,
-           "--run-date", day, "--model", model, "--group-size", "5", "--partitions", "4", *extra]
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _finish(proc, timeout=600) -> tuple[int, str]:
@@ -100,7 +107,7 @@ def test_job_killed_before_commit_leaves_the_table_untouched(spark, setup):
 
 
 def test_two_dates_written_at_once_both_land(spark, setup):
-    base, cand, settings, reference = setup
+    base, cand, settings, _ = setup
     out = str(base / "concurrent")
     rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-20"), settings)  # table exists
     procs = [_job_process(cand, out, day, settings.model) for day in ("2026-11-21", "2026-11-22")]
@@ -129,3 +136,28 @@ def test_garbage_model_output_is_marked_counted_and_falls_back(spark, setup):
     for _, part in bad.groupby("qid"):
         part = part.sort_values("rank")
         assert part.first_stage_rank.is_monotonic_increasing
+
+
+def test_killed_synthesis_worker_is_retried_and_the_samples_are_unchanged(
+    spark, setup, tiny_model_dir
+):
+    base, cand, _, _ = setup
+    marker = base / "synthesis-killed.marker"
+    # First-stage teachers keep the test fast; the worker dies in the teacher step either way.
+
+    def args(out: str) -> list[str]:
+        return ["--candidates", cand, "--output", out, "--run-date", DAY,
+                "--pointwise-teacher", "first-stage", "--listwise-teacher", "first-stage",
+                "--chat-model", str(tiny_model_dir), "--pool-size", "10", "--pool-top", "3",
+                "--pool-depth", "12", "--group-sizes", "4,6", "--samples-per-query", "2",
+                "--partitions", "4"]
+
+    reference = str(base / "samples-reference")
+    assert synth_job.main(args(reference)) == 0
+    out = str(base / "samples-killed")
+    code, log = _finish(_process("jobs.synthesize", args(out), f"kill-once:{marker}"))
+    assert code == 0, log[-3000:]
+    assert marker.exists()  # the fault really fired
+    table = spark.read.format("delta").load(out)
+    assert table.count() == 12  # 6 queries x 2 samples, none lost or doubled by the retry
+    assertDataFrameEqual(table, spark.read.format("delta").load(reference))

@@ -1,9 +1,11 @@
 """Fault injection for tests/test_faults.py, active only when GROUPRANK_TEST_FAULT is set.
 
 Python imports ``sitecustomize`` at start-up from PYTHONPATH, so with this folder on the path
-every Spark Python worker patches ``udfs.scoring._score_chunk`` as soon as it is imported:
+every Spark Python worker patches ``udfs.scoring._score_chunk`` (and, for kill-once, the
+synthesis job's ``udfs.synthesis._teacher_scores``) as soon as it is imported:
 
-    kill-once:MARKER   the first chunk scored anywhere kills its worker process (os._exit)
+    kill-once:MARKER   the first chunk scored (or batch of pools taught) anywhere kills its
+                       worker process (os._exit)
     stall:MARKER       after a chunk is scored, write MARKER and hang (the test kills the job)
     garbage:FRACTION   that fraction of groups get garbage model output (through the real parser)
 """
@@ -26,18 +28,36 @@ _GARBAGE = [
 ]
 
 
+def _kill_once(marker: str) -> None:
+    """Kills this process the first time any process gets here (the marker file says who did)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os._exit(137)  # like an OOM kill: no cleanup, no Python exception
+
+
+def _patch_synthesis(module) -> None:
+    original = module._teacher_scores
+    kind, _, arg = _FAULT.partition(":")
+
+    def teacher_scores(*args, **kwargs):
+        if kind == "kill-once":
+            _kill_once(arg)
+        return original(*args, **kwargs)
+
+    module._teacher_scores = teacher_scores
+
+
 def _patch(module) -> None:
     original = module._score_chunk
     kind, _, arg = _FAULT.partition(":")
 
     def score_chunk(scorer, chunk):
         if kind == "kill-once":
-            try:
-                fd = os.open(arg, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return original(scorer, chunk)
-            os.close(fd)
-            os._exit(137)  # like an OOM kill: no cleanup, no Python exception
+            _kill_once(arg)
+            return original(scorer, chunk)
         if kind == "stall":
             frame = original(scorer, chunk)
             with open(arg, "a") as marker:
@@ -71,9 +91,12 @@ class _GarbageScorer:
         return out
 
 
+_PATCHES = {"udfs.scoring": _patch, "udfs.synthesis": _patch_synthesis}
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != "udfs.scoring":
+        if name not in _PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None:
@@ -82,7 +105,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
-            _patch(module)
+            _PATCHES[name](module)
 
         spec.loader.exec_module = exec_module
         return spec
