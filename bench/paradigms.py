@@ -4,7 +4,8 @@
     .venv/bin/grouprank retrieve --corpus /tmp/vaswani/corpus --queries /tmp/vaswani/queries \\
         --output /tmp/vaswani/candidates_bm25 --method bm25 --top-k 100
     .venv/bin/python bench/paradigms.py --candidates /tmp/vaswani/candidates_bm25 \\
-        --max-queries 20 --out results.json --qrels ../shared/data/vaswani/qrels [--model smollm2]
+        --max-queries 20 --out results.json --qrels ../shared/data/vaswani/qrels [--model smollm2] \\
+        [--limit groupwise/reason=3 ...] [--throughput-queries 5]
 
 The candidates are read with Spark and grouped by the job's own ``build_groups`` (groupwise:
 random groups of 20; listwise: one first-stage-ordered list per query); the scorers then run
@@ -77,7 +78,25 @@ def main() -> None:
     parser.add_argument(
         "--model", default="smollm2", help="causal LM directory, or the embedded SmolLM2"
     )
+    parser.add_argument(
+        "--limit", action="append", default=[], metavar="PARADIGM=N",
+        help="measure PARADIGM (a results key, e.g. groupwise/reason) on only the first N "
+        "queries; repeatable. For the slowest paradigms when CPU time is short",
+    )
+    parser.add_argument(
+        "--throughput-queries", type=int, default=None,
+        help="queries in each throughput pass (default: all measured queries)",
+    )
     args = parser.parse_args()
+    limits = {}
+    for item in args.limit:
+        key, _, n = item.partition("=")
+        if key not in PARADIGMS or not n.isdigit() or int(n) < 1:
+            parser.error(f"--limit {item!r}: expected PARADIGM=N with N >= 1 and PARADIGM one "
+                         f"of {', '.join(PARADIGMS)}")
+        limits[key] = int(n)
+    if args.throughput_queries is not None and args.throughput_queries < 1:
+        parser.error("--throughput-queries must be >= 1")
 
     groups, first_stage = read_groups(args.candidates, args.max_queries, args.model)
     qrels = read_trec_qrels(args.qrels) if args.qrels else None
@@ -85,7 +104,10 @@ def main() -> None:
         print(f"first stage nDCG@10 over {len(first_stage)} queries: "
               f"{mean_ndcg(first_stage, {}, qrels):.4f}")
     out = Path(args.out)
-    results = run_interleaved(args.model, groups, first_stage, qrels, out)
+    results = run_interleaved(
+        args.model, groups, first_stage, qrels, out,
+        limits=limits, throughput_queries=args.throughput_queries,
+    )
     plot(results, out.with_suffix(".png"))
     print_table(results)
 
@@ -141,6 +163,7 @@ class _Tally:
     documents: int = 0
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     queries_per_second: float | None = None
+    throughput_queries: int | None = None
     # Listwise repair counts after the latency pass (the throughput pass would count twice).
     repairs: dict[str, int] = field(default_factory=dict)
 
@@ -151,13 +174,18 @@ def run_interleaved(
     first_stage: dict[str, pd.DataFrame],
     qrels: pd.DataFrame | None,
     out: Path,
+    limits: dict[str, int] | None = None,
+    throughput_queries: int | None = None,
 ) -> dict[str, dict]:
     """Latency of every paradigm query by query, then each paradigm's throughput pass.
 
     The paradigms take turns on each query, so a slow-down of the machine (other jobs on shared
     cores) hits all of them alike, and a run stopped early still compares them on the same
-    queries. ``out`` is rewritten after every query and after every throughput pass.
+    queries. ``limits`` caps the latency queries of a paradigm (its first N, a subset of the
+    others'); the throughput pass scores the first ``throughput_queries`` queries (or a
+    paradigm's own fewer). ``out`` is rewritten after every query and after every throughput pass.
     """
+    limits = limits or {}
     settings = {key: RerankSettings(model=model, **o) for key, o in PARADIGMS.items()}
     scorers = {key: load_scorer(s) for key, s in settings.items()}
     for scorer in scorers.values():
@@ -169,6 +197,8 @@ def run_interleaved(
     qids = list(groups[False])
     for number, qid in enumerate(qids, 1):
         for key, scorer in scorers.items():
+            if number > limits.get(key, len(qids)):
+                continue
             members = groups[settings[key].paradigm == "listwise"][qid]
             _measure_query(settings[key], scorer, qid, members, tallies[key])
         results = _summarise(tallies, first_stage, qrels)
@@ -176,11 +206,13 @@ def run_interleaved(
         log.info("query %d/%d done: %s", number, len(qids), {
             k: v["seconds_per_query"] for k, v in results.items()})
     for key, scorer in scorers.items():
-        everything = [g for members in groups[settings[key].paradigm == "listwise"].values()
-                      for _, g in members]
+        chosen = qids[: min(throughput_queries or len(qids), limits.get(key, len(qids)))]
+        by_qid = groups[settings[key].paradigm == "listwise"]
+        everything = [g for qid in chosen for _, g in by_qid[qid]]
         started = time.perf_counter()
         scorer.score_groups(everything)
-        tallies[key].queries_per_second = len(qids) / (time.perf_counter() - started)
+        tallies[key].queries_per_second = len(chosen) / (time.perf_counter() - started)
+        tallies[key].throughput_queries = len(chosen)
         results = _summarise(tallies, first_stage, qrels)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"{key}: " + json.dumps(results[key]))
@@ -226,6 +258,7 @@ def _summarise(
             "generated_tokens_per_query": round(t.generated_tokens / n, 1),
             "ndcg@10": None if qrels is None else round(mean_ndcg(measured, t.scores, qrels), 4),
             "queries": n,
+            "throughput_queries": t.throughput_queries,
             # CPU time of this process (all torch threads): less sensitive than wall time to
             # other work on shared cores, though threads that spin while waiting still count.
             "cpu_seconds_per_query": round(sum(t.cpu_seconds) / n, 3),
