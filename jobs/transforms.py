@@ -280,13 +280,14 @@ def scoring_diagnostics(scored: DataFrame) -> dict:
     workers = scored.groupBy("worker_pid").agg(
         F.max("worker_model_loads").alias("loads"), F.max("worker_peak_rss_mb").alias("rss")
     ).collect()
+    loads = {r["worker_pid"]: r["loads"] for r in workers}
     return {
         "groups": totals["groups"],
         "prompt_tokens": totals["prompt_tokens"] or 0,
         "generated_tokens": totals["generated_tokens"] or 0,
         "python_workers": len(workers),
-        "model_loads_per_worker": sorted(r["loads"] for r in workers),
-        "model_loads_by_worker": {r["worker_pid"]: r["loads"] for r in workers},
+        "model_loads_per_worker": sorted(loads.values()),
+        "model_loads_by_worker": loads,
         "peak_worker_rss_mb": max((r["rss"] for r in workers), default=0),
     }
 

@@ -158,9 +158,8 @@ def test_rerun_is_idempotent_and_dates_accumulate(spark, settings, tmp_path):
     for run_settings in (rerun, settings):
         again = rerank_job.run(_job(cand, out), run_settings)
         loads = again["scoring"]["model_loads_by_worker"]
-        assert {pid: n for pid, n in loads.items() if pid in seen} == {
-            pid: seen[pid] for pid in loads if pid in seen
-        }
+        both = loads.keys() & seen.keys()
+        assert {pid: loads[pid] for pid in both} == {pid: seen[pid] for pid in both}
         seen.update(loads)
     assert again["scoring"]["groups"] == 2 and again["scoring"]["prompt_tokens"] > 0
     again = spark.read.format("delta").load(out)
