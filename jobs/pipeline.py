@@ -17,7 +17,6 @@ Delta table partitioned by run date (replaced on rerun). Example config:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -31,6 +30,7 @@ import yaml
 
 from grouprank.settings import RerankSettings
 from jobs import evaluate, rerank, retrieve
+from jobs.entry import run_job
 from jobs.tables import check_table_ref, parse_run_date, write_run_date_partition
 
 log = logging.getLogger("grouprank.pipeline")
@@ -142,18 +142,19 @@ def _store(table: str, day: dt.date, records: list[dict]) -> None:
     write_run_date_partition(df, table, day, "summary")
 
 
+@dataclasses.dataclass(frozen=True)
+class PipelineJob:
+    """The pipeline's command line."""
+
+    # Pipeline YAML file.
+    config: str
+    # Overrides the config's run_date (YYYY-MM-DD).
+    run_date: str | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="pipeline YAML file")
-    parser.add_argument("--run-date", help="overrides the config's run_date (YYYY-MM-DD)")
-    args = parser.parse_args(argv)
-    try:
-        run(args.config, args.run_date)
-    except ValueError as err:
-        print(f"grouprank pipeline: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job("pipeline", PipelineJob, lambda job: run(job.config, job.run_date), argv,
+                   __doc__)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,29 @@
 """Getting a SparkSession with Delta Lake, locally or on a cluster.
 
-    python -m jobs.session --warm     # fetch the Delta jars into Spark's Ivy cache once
+    python -m jobs.session --warm     # resolve the Delta jars once into the jar cache, then check
 
-On Databricks, under spark-submit with its own ``--packages``, or under Spark Connect, the session
-that exists is used as it is. A plain local Python process gets a local session whose Delta jars
-Spark resolves from Maven Central into ``~/.ivy2.5.2`` the first time (see DEVELOPERS.md).
+A plain Python process (``grouprank rerank``, a test, a local notebook) launches its own JVM: it
+gets Delta's jars from the jar cache (``$GROUPRANK_CACHE/jars/<delta artifact>/``, filled once by
+``--warm``; Ivy never runs in a job) through ``spark.jars``, Spark's log at WARN from the JVM's
+first line (INFO with ``--verbose``), and Spark's console progress bar when a person is watching
+(stderr is a terminal and ``CI`` is unset). Where the JVM or the cluster belongs to someone else
+nothing is added: under spark-submit (its own ``--packages``/``--jars``), on Databricks, and under
+Spark Connect (``SPARK_REMOTE``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import zipfile
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -26,10 +37,74 @@ _DELTA_CONF = {
 _LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "8",
     "spark.databricks.delta.snapshotPartitions": "2",
-    "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
     "spark.driver.memory": "4g",
 }
+# The list of jars in a filled cache folder, one file name a line; written last, so a folder
+# without it is an interrupted fill.
+_MANIFEST = "jars.txt"
+_JAR_NAME = re.compile(r"^(?P<artifact>.+?)-(?P<version>\d[^-]*(?:-.+)?)\.jar$")
+# Spark's own defaults (log4j2-defaults.properties) at a chosen root level, plus the warnings a
+# local run always prints and nobody can act on.
+_LOG4J2 = """\
+rootLogger.level = {level}
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{{HH:mm:ss}} %p %c{{1}}: %m%n%ex
+logger.jetty.name = org.sparkproject.jetty
+logger.jetty.level = warn
+logger.plans.name = org.apache.spark.util.SparkStringUtils
+logger.plans.level = error
+logger.nativeio.name = org.apache.hadoop.util.NativeCodeLoader
+logger.nativeio.level = error
+logger.hostname.name = org.apache.spark.util.Utils
+logger.hostname.level = error
+logger.parquet.name = org.apache.parquet.CorruptStatistics
+logger.parquet.level = error
+logger.metastore.name = org.apache.hadoop.hive.metastore.RetryingHMSHandler
+logger.metastore.level = fatal
+"""
+
+
+class DeltaJarsMissing(RuntimeError):
+    """The jar cache has not been filled (``python -m jobs.session --warm``)."""
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jar matching the installed pyspark and delta-spark.
+
+    Example:
+        >>> delta_package()  # doctest: +SKIP
+        'io.delta:delta-spark_4.2_2.13:4.4.0'
+    """
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{importlib.metadata.version('delta-spark')}"
+
+
+def jar_cache_dir() -> Path:
+    """Where the Delta jars for this pyspark/delta-spark pair live: one folder per artifact."""
+    from grouprank.models import cache_dir
+
+    _, artifact, version = delta_package().split(":")
+    return cache_dir() / "jars" / f"{artifact}-{version}"
+
+
+def cached_jars() -> list[Path]:
+    """The jars a local session passes with ``spark.jars``; ``DeltaJarsMissing`` when unfilled."""
+    folder = jar_cache_dir()
+    manifest = folder / _MANIFEST
+    jars = [folder / name for name in manifest.read_text().split()] if manifest.is_file() else []
+    if not jars or not all(jar.is_file() for jar in jars):
+        raise DeltaJarsMissing(
+            f"the Delta Lake jars are not in {folder}: run `python -m jobs.session --warm` "
+            "(scripts/install.sh does) once, with access to Maven Central"
+        )
+    return jars
 
 
 def get_session(
@@ -45,40 +120,188 @@ def get_session(
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    builder = SparkSession.builder.appName(app_name)
+    if _runs_elsewhere():
+        return builder.getOrCreate()
     from pyspark import SparkConf
 
-    overrides, conf = conf or {}, SparkConf()
-    builder = SparkSession.builder.appName(app_name)
+    overrides, existing = dict(conf or {}), SparkConf()
     if master:
         builder = builder.master(master)
-    resolved_master = master or conf.get("spark.master", "local[*]")
-    for key, value in _DELTA_CONF.items():
-        if not conf.contains(key):
-            builder = builder.config(key, value)
+    resolved_master = master or existing.get("spark.master", "local[*]")
+    settings = dict(_DELTA_CONF)
     if resolved_master.startswith("local"):
         # Local Python workers must run this interpreter (the project's venv), not `python3`.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        for key, value in _LOCAL_CONF.items():
-            if not conf.contains(key):
-                builder = builder.config(key, value)
-    for key, value in overrides.items():
+        settings.update(_LOCAL_CONF)
+    settings["spark.ui.showConsoleProgress"] = "true" if _interactive() else "false"
+    settings = {k: v for k, v in settings.items() if not existing.contains(k)}
+    settings.update(overrides)
+    if not _delta_given(existing, overrides):
+        given = overrides.get("spark.jars", existing.get("spark.jars", ""))
+        settings["spark.jars"] = ",".join([*map(str, cached_jars()), *filter(None, [given])])
+    java_options = f"-Dlog4j2.configurationFile={_log4j2_file(_spark_log_level())}"
+    key = "spark.driver.extraJavaOptions"
+    settings[key] = " ".join(filter(None, [java_options, overrides.get(key, existing.get(key, ""))]))
+    for key, value in settings.items():
         builder = builder.config(key, value)
-    packages = conf.get("spark.jars.packages", "") or ""
-    if "delta-spark" not in packages and "DATABRICKS_RUNTIME_VERSION" not in os.environ:
-        from delta import configure_spark_with_delta_pip
-
-        others = [p for p in packages.split(",") if p]
-        builder = configure_spark_with_delta_pip(builder, extra_packages=others)
     return builder.getOrCreate()
+
+
+def _runs_elsewhere() -> bool:
+    """True where this process does not launch the JVM: spark-submit launched it (and passed its
+    own --packages/--jars), Databricks runs it, or the session is a Spark Connect client."""
+    return any(
+        name in os.environ
+        for name in ("PYSPARK_GATEWAY_PORT", "DATABRICKS_RUNTIME_VERSION", "SPARK_REMOTE",
+                     "SPARK_CONNECT_MODE_ENABLED")
+    )
+
+
+def _delta_given(existing, overrides: dict[str, str]) -> bool:
+    """True when the caller already names Delta's jars (conf, or PYSPARK_SUBMIT_ARGS)."""
+    given = " ".join(
+        [
+            os.environ.get("PYSPARK_SUBMIT_ARGS", ""),
+            *(existing.get(key, "") or "" for key in ("spark.jars", "spark.jars.packages")),
+            *(overrides.get(key, "") for key in ("spark.jars", "spark.jars.packages")),
+        ]
+    )
+    return "delta-spark" in given
+
+
+def _interactive() -> bool:
+    """A person is watching: stderr is a terminal and this is not a CI run."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _spark_log_level() -> str:
+    """Spark follows the project's loggers: INFO when they are at DEBUG (``--verbose``)."""
+    return "info" if logging.getLogger("jobs").isEnabledFor(logging.DEBUG) else "warn"
+
+
+def _log4j2_file(level: str) -> Path:
+    """The JVM's log configuration at ``level``, written once (atomically: jobs start at once)."""
+    from grouprank.models import cache_dir
+
+    path = cache_dir() / f"log4j2-{level}.properties"
+    text = _LOG4J2.format(level=level)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, path)
+    return path
+
+
+def _artifact(jar: str, ivy: bool = False) -> str:
+    """The artifact name of a jar file: pyspark's are ``artifact-version.jar``, Ivy's
+    ``organisation_artifact-version.jar``.
+
+    Example:
+        >>> _artifact("zstd-jni-1.5.7-7.jar"), _artifact("com.github.luben_zstd-jni-1.5.7-3.jar", ivy=True)
+        ('zstd-jni', 'zstd-jni')
+    """
+    match = _JAR_NAME.match(jar)
+    name = match.group("artifact") if match else jar
+    return name.split("_", 1)[1] if ivy else name
+
+
+def _version(jar: str) -> tuple[int, ...]:
+    """The numbers of a jar's version, for ordering: ``x-1.5.7-3.jar`` -> (1, 5, 7, 3)."""
+    match = _JAR_NAME.match(jar)
+    return tuple(int(n) for n in re.findall(r"\d+", match.group("version"))) if match else ()
+
+
+def _classes(jar: Path) -> set[str]:
+    with zipfile.ZipFile(jar) as archive:
+        return {n for n in archive.namelist() if n.endswith(".class")}
+
+
+def _needed_jars(resolved: list[Path]) -> list[Path]:
+    """The resolved jars pyspark does not ship already.
+
+    Jars given with ``spark.jars`` load in a child of the class loader that holds pyspark's own
+    jars, and a parent is asked first: a second copy of an artifact pyspark ships (an older
+    hadoop-client, parquet, jackson, log4j) is never used, whatever its version, and so is a jar
+    whose every class pyspark has (RoaringBitmap's shims, merged into RoaringBitmap 1.x).
+    """
+    import pyspark
+
+    shipped = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    by_artifact = {_artifact(jar.name): jar for jar in shipped}
+    shipped_classes: set[str] = set().union(*(_classes(jar) for jar in shipped))
+    needed = []
+    for jar in resolved:
+        twin = by_artifact.get(_artifact(jar.name, ivy=True))
+        if twin is not None:
+            older = _version(twin.name) < _version(jar.name)
+            log.info("not cached: %s (pyspark ships %s%s)", jar.name, twin.name,
+                     ", older, and its classes load first either way" if older else "")
+        elif _classes(jar) <= shipped_classes:
+            log.info("not cached: %s (pyspark ships every class in it)", jar.name)
+        else:
+            needed.append(jar)
+    return needed
+
+
+def fill_jar_cache() -> Path:
+    """Resolves Delta with Spark's Ivy (from Maven Central, through ``~/.ivy2.5.2``) in a child
+    process and copies the jars pyspark lacks into ``jar_cache_dir()``; returns the folder."""
+    code = (
+        "from pyspark.sql import SparkSession; import jobs.session as s; "
+        "spark = SparkSession.builder.master('local[1]')"
+        ".config('spark.jars.packages', s.delta_package()).getOrCreate(); "
+        "print('JARS=' + spark.sparkContext.getConf().get('spark.jars')); spark.stop()"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_SUBMIT_ARGS",)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            check=False)
+    line = next((l for l in result.stdout.splitlines() if l.startswith("JARS=")), None)
+    if result.returncode != 0 or line is None:
+        raise DeltaJarsMissing(
+            f"resolving {delta_package()} with Ivy failed:\n{result.stderr[-3000:]}"
+        )
+    resolved = [Path(uri.removeprefix("file:")) for uri in line[len("JARS="):].split(",") if uri]
+    folder = jar_cache_dir()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".filling-", dir=folder.parent))
+    needed = _needed_jars(resolved)
+    for jar in needed:
+        shutil.copy2(jar, staging / jar.name)
+    (staging / _MANIFEST).write_text("".join(f"{jar.name}\n" for jar in needed))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
+    return folder
+
+
+def _check(spark: SparkSession) -> None:
+    """Writes and reads back a one-row Delta table, so a jar the cache lacks shows here."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spark.range(1).write.format("delta").save(tmp + "/t")
+        if spark.read.format("delta").load(tmp + "/t").count() != 1:
+            raise RuntimeError("a Delta table written from the jar cache did not read back")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warm", action="store_true", help="start a session once and stop it")
+    parser.add_argument("--warm", action="store_true",
+                        help="fill the jar cache unless it is full, then start a session from it")
     args = parser.parse_args(argv)
     if args.warm:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        logging.getLogger("py4j").setLevel(logging.WARNING)
+        try:
+            jars = cached_jars()
+        except DeltaJarsMissing:
+            print(f"resolving {delta_package()} into {jar_cache_dir()} ...")
+            fill_jar_cache()
+            jars = cached_jars()
         spark = get_session("grouprank-warm", master="local[1]")
-        print(f"Spark {spark.version} with Delta Lake ready")
+        _check(spark)
+        size = sum(jar.stat().st_size for jar in jars) / 1e6
+        print(f"Spark {spark.version} with Delta Lake ready: {len(jars)} jars ({size:.0f} MB) "
+              f"in {jar_cache_dir()}")
         spark.stop()
 
 
