@@ -7,7 +7,9 @@ tokenizers) are computed exactly: one extra step reads P("0" | "1"), and P(score
 mass of "1" not followed by another digit. The most likely score is then fed back (constrained
 greedy decoding) before the next slot, so each document is read in the context of the answers
 before it, as in free generation. Cost: one prefill per group plus a few tokens per document, with
-the KV cache; all groups of a batch advance together.
+the KV cache; all groups of a batch advance together. Groups are batched by prompt length with a
+query's groups side by side, and the prefix those groups share (system turn and query) is
+prefilled once per query and batch (``grouprank.backends.lm.prefill``).
 
 Reason mode generates the paper's ``<reason>...</reason><answer>...</answer>`` output greedily and
 parses it with ``grouprank.parsing``; unusable output is marked, never scored.
@@ -26,10 +28,12 @@ from grouprank.backends.base import GroupInput, GroupResult
 from grouprank.backends.lm import (
     LoadedCausalLM,
     chat_prompt_ids,
+    check_results,
     forward_step,
     generate_greedy,
     left_pad,
     load_causal_lm,
+    prefill,
     token_batches,
     truncate_texts,
 )
@@ -103,7 +107,8 @@ class CausalLMScorer(LoadedCausalLM):
         further (status ``truncated``). A batch that runs out of accelerator memory is split in
         halves and retried, down to one group; a single group that still does not fit is retried
         with its documents cut in half each time (``truncated``), down to ``MIN_DOC_TOKENS``,
-        and only then marked ``out_of_memory`` without scores.
+        and only then marked ``out_of_memory`` without scores. Returns exactly one result per
+        group, in input order, with one score and status per document (else ``ValueError``).
         """
         results: list[GroupResult | None] = [None] * len(groups)
         prompts: dict[int, list[int]] = {}
@@ -115,9 +120,11 @@ class CausalLMScorer(LoadedCausalLM):
             else:
                 budgets[i], prompts[i] = fitted
         order = sorted(prompts)
-        for batch in token_batches([len(prompts[i]) for i in order], self.batch_tokens):
+        lengths = [len(prompts[i]) for i in order]
+        keys = [groups[i].query for i in order]
+        for batch in token_batches(lengths, self.batch_tokens, keys):
             self._score_batch([order[b] for b in batch], groups, prompts, budgets, results)
-        return [r for r in results if r is not None]
+        return check_results(groups, results, self.name)
 
     def _score_batch(self, batch, groups, prompts, budgets, results) -> None:
         sizes = [len(groups[i].texts) for i in batch]
@@ -142,7 +149,7 @@ class CausalLMScorer(LoadedCausalLM):
             prompts[i] = self.prompt_ids(groups[i], budgets[i])
             self._score_batch(batch, groups, prompts, budgets, results)
             return
-        for i, result in zip(batch, scored):
+        for i, result in zip(batch, scored, strict=True):
             if budgets[i] < self.max_doc_tokens and result.statuses:
                 result = GroupResult(
                     result.scores,
@@ -183,8 +190,7 @@ class CausalLMScorer(LoadedCausalLM):
         st = self._score_tokens
         assert st is not None
         dev = self._device
-        ids, mask = left_pad(prompts, self._pad, dev)
-        logits, cache = self._forward(ids, mask, None)
+        logits, mask, cache = prefill(self.model, prompts, self._pad, self._cache_arg)
         batch = len(prompts)
         expected = torch.zeros(batch, max(sizes), dtype=torch.float64)
         fed = [0] * batch
@@ -197,7 +203,7 @@ class CausalLMScorer(LoadedCausalLM):
                 fed[row] += int(k <= n and st.prefix is not None)
             if st.prefix is not None:
                 mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=dev)], 1)
-                step = torch.full((batch, 1), st.prefix, dtype=ids.dtype, device=dev)
+                step = torch.full((batch, 1), st.prefix, dtype=torch.long, device=dev)
                 after_logits, cache = self._forward(step, mask, cache)
                 after = torch.softmax(after_logits.float(), dim=-1).double()
                 p_prefix = probs[:, st.prefix].double()
@@ -258,7 +264,7 @@ class CausalLMScorer(LoadedCausalLM):
     def _reason(self, prompts: list[list[int]], sizes: list[int]) -> list[GroupResult]:
         generated = generate_greedy(self.model, self.tokenizer, prompts, self.max_new_tokens)
         results = []
-        for row, (tokens, n) in enumerate(zip(generated, sizes)):
+        for row, (tokens, n) in enumerate(zip(generated, sizes, strict=True)):
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             parsed = parse_answer(text, n)
             results.append(

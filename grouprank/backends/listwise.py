@@ -26,7 +26,13 @@ from typing import Sequence
 import torch
 
 from grouprank.backends.base import GroupInput, GroupResult
-from grouprank.backends.lm import LoadedCausalLM, chat_prompt_ids, generate_greedy, token_batches
+from grouprank.backends.lm import (
+    LoadedCausalLM,
+    chat_prompt_ids,
+    check_results,
+    generate_greedy,
+    token_batches,
+)
 from grouprank.parsing import MISSING_SCORE, OK, UNPARSED
 from grouprank.permutation import apply_permutation, parse_permutation, rank_scores, sliding_windows
 from grouprank.prompts import ChatTemplate
@@ -88,7 +94,7 @@ class ListwiseScorer(LoadedCausalLM):
             if not live:
                 break
             self._advance(live)
-        return [
+        results = [
             GroupResult(
                 scores=rank_scores(run.order),
                 statuses=run.statuses,
@@ -98,6 +104,7 @@ class ListwiseScorer(LoadedCausalLM):
             )
             for run in runs
         ]
+        return check_results(groups, results, self.name)
 
     def prompt_ids(self, query: str, texts: Sequence[str]) -> list[int]:
         """Token ids of the prompt for one window (texts already truncated, in current order)."""

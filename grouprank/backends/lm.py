@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class LoadedCausalLM:
@@ -59,23 +62,38 @@ def load_causal_lm(
 ) -> tuple[torch.nn.Module, object]:
     """Loads a model directory (safetensors only) onto ``device``: bf16 on GPU, fp32 on CPU.
 
-    The tokenizer pads on the left (every row's last position is its next-token position) and
-    falls back to EOS as the pad token.
+    Attention runs through PyTorch's fused ``scaled_dot_product_attention`` ("sdpa") where the
+    model class supports it, else the model's own default. The tokenizer pads on the left (every
+    row's last position is its next-token position) and falls back to EOS as the pad token.
 
     Example:
         >>> model, tokenizer = load_causal_lm(default_model_dir())  # doctest: +SKIP
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-    ).to(device)
-    return model.eval(), tokenizer
+    options = dict(
+        dtype=model_dtype(device), use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", **options)
+    except ValueError as err:  # the model class has no sdpa path (transformers says so)
+        log.info("sdpa attention not available for %s (%s): using the model's default", path, err)
+        model = AutoModelForCausalLM.from_pretrained(path, **options)
+    return model.to(device).eval(), tokenizer
+
+
+def model_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on a GPU, fp32 elsewhere: the dtype every scorer runs its model in.
+
+    Example:
+        >>> model_dtype("cuda:0"), model_dtype("cpu")
+        (torch.bfloat16, torch.float32)
+    """
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
 
 
 def chat_prompt_ids(
@@ -142,6 +160,92 @@ def forward_step(
     return out.logits[:, -1, :], out[cache_arg]
 
 
+def prefill(
+    model: torch.nn.Module, prompts: list[list[int]], pad: int, cache_arg: str
+) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """The first forward pass of a batch, computing each shared prompt prefix once.
+
+    Groups of one query share a long prefix: the system turn and the query, when the template
+    puts the query before the documents. Rows are clustered by the longest token prefix each
+    shares with another row of the batch (``shared_prefixes``); each cluster's prefix is run
+    once, its KV cache copied to the cluster's rows (``DynamicCache.batch_select_indices``), and
+    only the rows' own suffixes are run after it. With no shared prefix it is one plain pass.
+
+    Left padding and a shared prefix go together by padding twice: the prefixes are left-padded
+    among themselves, the suffixes among themselves, so a row reads
+    ``[pad, prefix, pad, suffix]``. The attention mask hides both pads and the positions follow
+    the mask (``forward_step``), so every real token sees exactly the tokens and positions it
+    has in the unshared pass, and the last position is still every row's next-token position.
+
+    Returns (last-position logits, attention mask, cache); continue with ``forward_step``.
+
+    Example:
+        >>> logits, mask, cache = prefill(model, [p1, p2], 0, "past_key_values")  # doctest: +SKIP
+    """
+    device = next(model.parameters()).device
+    plan = shared_prefixes(prompts)
+    if plan is None:
+        ids, mask = left_pad(prompts, pad, device)
+        logits, cache = forward_step(model, ids, mask, None, cache_arg)
+        return logits, mask, cache
+    prefixes, row_prefix, cuts = plan
+    prefix_ids, prefix_mask = left_pad(prefixes, pad, device)
+    _, cache = forward_step(model, prefix_ids, prefix_mask, None, cache_arg)
+    rows = torch.tensor(row_prefix, device=device)
+    cache.batch_select_indices(rows)
+    suffix_ids, suffix_mask = left_pad(
+        [prompt[cut:] for prompt, cut in zip(prompts, cuts, strict=True)], pad, device
+    )
+    mask = torch.cat([prefix_mask[rows], suffix_mask], dim=1)
+    logits, cache = forward_step(model, suffix_ids, mask, cache, cache_arg)
+    return logits, mask, cache
+
+
+def shared_prefixes(
+    prompts: list[list[int]],
+) -> tuple[list[list[int]], list[int], list[int]] | None:
+    """How ``prefill`` splits a batch: (prefixes, each row's prefix index, each row's cut).
+
+    A row's prefix is the longest token prefix it shares with any other row (found among its
+    neighbours in lexicographic order); rows with the same prefix form a cluster that computes it
+    once. The groups of one query thus share system turn and query, and a query with one group
+    runs alone. Every suffix keeps at least one token; a row that shares nothing runs all but its
+    last token as its own "prefix", so the suffix pass stays narrow. None when no two rows share a
+    prefix.
+
+    Example:
+        >>> shared_prefixes([[1, 2, 3, 4], [1, 2, 5], [1, 7, 8]])
+        ([[1, 2], [1, 7]], [0, 0, 1], [2, 2, 2])
+    """
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    neighbours = [
+        _common_prefix_length(prompts[a], prompts[b]) for a, b in zip(order, order[1:])
+    ]
+    clusters: dict[tuple[int, ...], list[int]] = {}
+    for k, row in enumerate(order):
+        depth = max(neighbours[k - 1] if k > 0 else 0, neighbours[k] if k < len(order) - 1 else 0)
+        clusters.setdefault(tuple(prompts[row][:depth]), []).append(row)
+    prefixes: list[list[int]] = []
+    row_prefix = [0] * len(prompts)
+    cuts = [0] * len(prompts)
+    shared = False
+    for prefix, rows in clusters.items():
+        if len(rows) > 1:
+            cut = min(len(prefix), min(len(prompts[r]) for r in rows) - 1)
+            shared |= cut > 0
+        else:
+            cut = len(prompts[rows[0]]) - 1
+        for r in rows:
+            row_prefix[r], cuts[r] = len(prefixes), max(cut, 0)
+        prefixes.append(prompts[rows[0]][: max(cut, 0)])
+    return (prefixes, row_prefix, cuts) if shared else None
+
+
+def _common_prefix_length(a: list[int], b: list[int]) -> int:
+    length = min(len(a), len(b))
+    return next((i for i in range(length) if a[i] != b[i]), length)
+
+
 @functools.cache
 def _keeps_last_logits_only(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
@@ -194,23 +298,69 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
-def token_batches(lengths: list[int], budget: int) -> list[list[int]]:
+def token_batches(
+    lengths: list[int], budget: int, keys: Sequence[Hashable] | None = None
+) -> list[list[int]]:
     """Indices grouped into batches whose padded size (rows x longest) stays within ``budget``.
 
-    Sorting by length keeps padding small; a prompt longer than the budget runs alone.
+    Sorting by length keeps padding small; a prompt longer than the budget runs alone. With
+    ``keys``, items of one key stay next to each other (so ``prefill`` can share their prefix):
+    keys are ordered by their longest item, items inside a key by length.
 
     Example:
         >>> token_batches([5, 100, 6, 7], budget=20)
         [[0, 2], [3], [1]]
+        >>> token_batches([5, 9, 6, 8], budget=20, keys=["a", "b", "a", "b"])
+        [[0, 2], [3, 1]]
     """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    if keys is None:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    else:
+        longest: dict[Hashable, int] = {}
+        first: dict[Hashable, int] = {}
+        for i, key in enumerate(keys):
+            longest[key] = max(longest.get(key, 0), lengths[i])
+            first.setdefault(key, i)
+        order = sorted(
+            range(len(lengths)), key=lambda i: (longest[keys[i]], first[keys[i]], lengths[i])
+        )
     batches: list[list[int]] = []
     current: list[int] = []
+    width = 0
     for i in order:
-        if current and (len(current) + 1) * lengths[i] > budget:
+        if current and (len(current) + 1) * max(width, lengths[i]) > budget:
             batches.append(current)
-            current = []
+            current, width = [], 0
         current.append(i)
+        width = max(width, lengths[i])
     if current:
         batches.append(current)
     return batches
+
+
+def check_results(groups: Sequence, results: Sequence, scorer: str) -> list:
+    """``results`` if there is one per group and one score and status per document, else raises.
+
+    A scorer that silently returned fewer results or scores would shift scores onto the wrong
+    documents downstream; this fails loudly, naming the first group that does not line up.
+
+    Example:
+        >>> from grouprank.backends.base import GroupInput, GroupResult
+        >>> g = [GroupInput("q", ("a", "b"))]
+        >>> check_results(g, [GroupResult([1.0], ["ok"], 3, 1)], "tiny")
+        Traceback (most recent call last):
+        ...
+        ValueError: tiny returned 1 scores and 1 statuses for group 0 (query 'q') of 2 documents
+    """
+    if len(results) != len(groups):
+        raise ValueError(f"{scorer} returned {len(results)} results for {len(groups)} groups")
+    for number, (group, result) in enumerate(zip(groups, results, strict=True)):
+        n = len(group.texts)
+        if result is None or len(result.scores) != n or len(result.statuses) != n:
+            got = "no result" if result is None else (
+                f"{len(result.scores)} scores and {len(result.statuses)} statuses")
+            raise ValueError(
+                f"{scorer} returned {got} for group {number} (query {group.query[:60]!r}) "
+                f"of {n} documents"
+            )
+    return list(results)

@@ -2,9 +2,11 @@
 
 Two scorers behind ``GroupScorer``; the groups the job passes in only decide which documents
 arrive together, never how they are scored. Every document of every group is scored in one pool,
-sorted by prompt length and cut into padded batches of at most ``batch_tokens`` tokens, so a
-batch mixes documents of several queries (the batching the Qwen3-Reranker and rank_llm pointwise
-examples use; no prompt prefix is shared between calls, as in the groupwise scorer).
+sorted by prompt length (a query's documents side by side) and cut into padded batches of at most
+``batch_tokens`` tokens, so a batch mixes documents of several queries (the batching the
+Qwen3-Reranker and rank_llm pointwise examples use). The prefix a query's documents share in a
+batch (system turn and query) is prefilled once, as in the groupwise scorer
+(``grouprank.backends.lm.prefill``), so neither paradigm pays for the other's savings.
 
 - ``YesNoScorer``: one forward pass per document; the score is
   ``10 * P(yes) / (P(yes) + P(no))`` from the next-token logits of the two answer words.
@@ -24,8 +26,8 @@ from grouprank.backends.causal_lm import CausalLMScorer
 from grouprank.backends.lm import (
     LoadedCausalLM,
     chat_prompt_ids,
-    forward_step,
-    left_pad,
+    check_results,
+    prefill,
     token_batches,
 )
 from grouprank.parsing import OK
@@ -59,20 +61,22 @@ class YesNoScorer(LoadedCausalLM):
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
         singles = split_documents(groups)
         prompts = [self.prompt_ids(g.query, g.texts[0]) for g in singles]
+        queries = [g.query for g in singles]
         p_yes = [0.0] * len(prompts)
-        for batch in token_batches([len(p) for p in prompts], self.batch_tokens):
-            ids, mask = left_pad([prompts[i] for i in batch], self._pad, self._device)
+        for batch in token_batches([len(p) for p in prompts], self.batch_tokens, queries):
             with torch.inference_mode():
-                logits, _ = forward_step(self.model, ids, mask, None, self._cache_arg)
+                logits, _, _ = prefill(
+                    self.model, [prompts[i] for i in batch], self._pad, self._cache_arg
+                )
             pair = logits[:, [self.yes_token, self.no_token]].double()
-            for i, p in zip(batch, torch.softmax(pair, dim=-1)[:, 0].tolist()):
+            for i, p in zip(batch, torch.softmax(pair, dim=-1)[:, 0].tolist(), strict=True):
                 p_yes[i] = p
         per_document = [
             GroupResult(scores=[10.0 * p], statuses=[OK], prompt_tokens=len(ids),
                         generated_tokens=0)
-            for p, ids in zip(p_yes, prompts)
+            for p, ids in zip(p_yes, prompts, strict=True)
         ]
-        return join_documents(groups, per_document)
+        return check_results(groups, join_documents(groups, per_document), self.name)
 
 
 class PointwiseScoreScorer:
@@ -88,7 +92,8 @@ class PointwiseScoreScorer:
         self.name = self._direct.name
 
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
-        return join_documents(groups, self._direct.score_groups(split_documents(groups)))
+        joined = join_documents(groups, self._direct.score_groups(split_documents(groups)))
+        return check_results(groups, joined, self.name)
 
 
 def split_documents(groups: Sequence[GroupInput]) -> list[GroupInput]:
@@ -108,6 +113,7 @@ def join_documents(
     """Gathers single-document results (``split_documents`` order) back into one per group.
 
     Token counts add up over the group's documents: they are the cost of the group's calls.
+    Raises ``ValueError`` unless there is exactly one result per document.
 
     Example:
         >>> one = lambda s: GroupResult([s], ["ok"], 10, 1)
@@ -115,6 +121,11 @@ def join_documents(
         >>> r[0].scores, r[0].prompt_tokens, r[0].generated_tokens
         ([2.0, 7.0], 20, 2)
     """
+    expected = sum(len(g.texts) for g in groups)
+    if len(per_document) != expected:
+        raise ValueError(
+            f"{len(per_document)} single-document results for {expected} documents"
+        )
     results, start = [], 0
     for group in groups:
         part = per_document[start : start + len(group.texts)]
