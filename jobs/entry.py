@@ -26,6 +26,8 @@ _MISSING_CONDITIONS = (
     "DELTA_PATH_DOES_NOT_EXIST",
     "FAILED_READ_FILE",
 )
+# Spark error conditions meaning "the output cannot be created there".
+_UNWRITABLE_CONDITIONS = ("DELTA_CANNOT_CREATE_LOG_PATH",)
 # Java exceptions, anywhere in a failure's cause chain, that mean the OS or the storage refused.
 _DENIED_CLASSES = (
     "java.nio.file.AccessDeniedException",
@@ -126,32 +128,27 @@ def _input_error(err: BaseException) -> str | None:
         return f"permission denied: {err}" if isinstance(err, PermissionError) else str(err)
     if isinstance(err, FileNotFoundError):
         return str(err)
-    condition = _condition(err)
-    if condition and condition.split(".")[0] in _MISSING_CONDITIONS:
-        return _spark_message(err)
+    for condition, message in _spark_conditions(err):
+        if condition.split(".")[0] in _MISSING_CONDITIONS:
+            return message
+        if condition in _UNWRITABLE_CONDITIONS:
+            return f"cannot write: {message}"
     denied = _denied(err)
     if denied is not None:
         return f"permission denied: {denied}"
     return None
 
 
-def _condition(err: BaseException) -> str | None:
-    """Spark's error condition (``PATH_NOT_FOUND``) of a captured Spark error, if it has one."""
-    get = getattr(err, "getCondition", None)
-    try:
-        return get() if callable(get) else None
-    except Exception:  # a JVM already gone cannot be asked
-        return None
-
-
-def _spark_message(err: BaseException) -> str:
-    """A captured Spark error's own message, without the JVM stack trace."""
-    get = getattr(err, "getMessage", None)
-    try:
-        message = get() if callable(get) else ""
-    except Exception:
-        message = ""
-    return message or str(err)
+def _spark_conditions(err: BaseException):
+    """(error condition, message) of every Spark error in ``err``: the captured Python one and
+    the Java exceptions behind it (a failed task arrives as a plain Py4JJavaError)."""
+    for source in (err, *_java_chain(err)):
+        try:
+            condition, message = source.getCondition(), source.getMessage()
+        except Exception:  # not a Spark error, or a JVM already gone
+            continue
+        if condition:
+            yield condition, message or str(err)
 
 
 def _java_chain(err: BaseException):

