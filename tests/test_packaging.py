@@ -19,7 +19,6 @@ import grouprank
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("grouprank", "jobs", "udfs", "schemas")
-DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 pytestmark = pytest.mark.slow
 
 
@@ -82,6 +81,7 @@ open(os.path.join(os.environ["GUARD_MARKS"], str(os.getpid())), "w").close()
 
 
 def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_model_dir, tmp_path):
+    from jobs.session import cached_jars
     from schemas import CANDIDATES
 
     rows = [(f"q{q}", f"query {q}", f"q{q}-d{i}", f"text {i} of query {q}", float(9 - i), i + 1)
@@ -102,7 +102,9 @@ def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_mode
                PYSPARK_DRIVER_PYTHON=sys.executable)
     command = [
         str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
-        "--packages", DELTA_PACKAGE,
+        # The jars downloaded once, as a cluster without Maven Central passes them (a cluster
+        # with it uses --packages, docs/DEPLOYMENT.md section 4); the job adds none itself.
+        "--jars", ",".join(map(str, cached_jars())),
         "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
         "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "--conf", "spark.ui.enabled=false",
