@@ -15,38 +15,51 @@ import logging
 
 import torch
 
+from grouprank.encoding import encode_texts, resolve_precision
+
 log = logging.getLogger(__name__)
 
-# Per process: (encoder, token limit) -> {sha1(text): vector}.
-_MEMORY: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+# Per process: (encoder, token limit, precision) -> {sha1(text): vector}.
+_MEMORY: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
 # Per process: (encoder, token limit, device) -> the loaded encoder, so a long-lived worker that
 # keeps meeting new texts loads it once.
 _ENCODERS: dict[tuple[str, int, str], object] = {}
 
 
 def embed_cached(
-    encoder_name: str, texts: list[str], max_doc_tokens: int = 256, device: str = "cpu"
+    encoder_name: str,
+    texts: list[str],
+    max_doc_tokens: int = 256,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> torch.Tensor:
     """Normalised embeddings of ``texts`` (one row each), encoding only texts never seen before.
 
     ``encoder_name`` is ``"minilm"`` (the package-shipped all-MiniLM-L6-v2) or an encoder
-    directory.
+    directory; ``precision`` is resolved on this machine (``grouprank.encoding``) and is part of
+    the cache key, so fp32 and bf16 vectors are never mixed.
 
     Example:
         >>> embed_cached("minilm", ["a query", "a document"]).shape  # doctest: +SKIP
         torch.Size([2, 384])
     """
-    memory = _MEMORY.setdefault((encoder_name, max_doc_tokens), {})
+    precision = resolve_precision(precision, device)
+    memory = _MEMORY.setdefault((encoder_name, max_doc_tokens, precision), {})
     keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
     if any(k not in memory for k in keys):
-        _fill(memory, encoder_name, max_doc_tokens, dict(zip(keys, texts)), device)
+        _fill(memory, encoder_name, max_doc_tokens, dict(zip(keys, texts)), device, precision)
     if not keys:
         return torch.zeros(0, 0)
     return torch.stack([memory[k] for k in keys])
 
 
 def _fill(
-    memory: dict, encoder_name: str, max_doc_tokens: int, wanted: dict[str, str], device: str
+    memory: dict,
+    encoder_name: str,
+    max_doc_tokens: int,
+    wanted: dict[str, str],
+    device: str,
+    precision: str,
 ) -> None:
     from filelock import FileLock
     from safetensors.torch import load_file, save_file
@@ -54,7 +67,9 @@ def _fill(
     from grouprank.backends.group_encoder import load_sentence_encoder
     from grouprank.models import cache_dir
 
-    tag = hashlib.sha1(f"{encoder_name}|{max_doc_tokens}".encode()).hexdigest()[:12]
+    # fp32 keeps the tag of caches written before precision was a choice.
+    suffix = "" if precision == "fp32" else f"|{precision}"
+    tag = hashlib.sha1(f"{encoder_name}|{max_doc_tokens}{suffix}".encode()).hexdigest()[:12]
     path = cache_dir() / "embeddings" / f"{tag}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
@@ -67,9 +82,6 @@ def _fill(
         key = (encoder_name, max_doc_tokens, device)
         if key not in _ENCODERS:
             _ENCODERS[key] = load_sentence_encoder(encoder_name, device, max_doc_tokens)
-        vectors = _ENCODERS[key].encode(
-            [t for _, t in missing], batch_size=64, convert_to_tensor=True,
-            normalize_embeddings=True, show_progress_bar=len(missing) > 2000,
-        ).cpu()
+        vectors = encode_texts(_ENCODERS[key], [t for _, t in missing], precision)
         memory.update({k: v.clone() for (k, _), v in zip(missing, vectors)})
         save_file(memory, str(path))

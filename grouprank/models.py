@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from grouprank.backends.base import GroupScorer
@@ -89,26 +92,186 @@ def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
 # The fusion weight of LLM rerankers when --fusion-weight is not given (the authors' setting).
 LLM_FUSION_WEIGHT = 0.6
 
+GROUP_ENCODER = "group-encoder"
+CAUSAL_LM = "causal-lm"
+# Files at most this big are hashed whole; bigger ones (multi-GB shards) by their safetensors
+# header, size and 32 evenly spaced 1 MiB blocks, which any retraining changes.
+_WHOLE_FILE_BYTES = 256 << 20
+_SAMPLE_BLOCKS, _BLOCK = 32, 1 << 20
 
-def fusion_weight_for(settings: RerankSettings) -> float:
+
+@dataclass(frozen=True)
+class EncoderRef:
+    """The sentence encoder under a group-encoder model: the key of its embedding space."""
+
+    # "minilm" (the package-shipped all-MiniLM-L6-v2) or the encoder's directory.
+    name: str
+    # Hash of the encoder's files (``content_digest``).
+    digest: str
+    # Tokens of each text the encoder reads.
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A ``--model`` value resolved once: what it is, what to call it, and what its weights are.
+
+    Nothing downstream parses the model string again: the job, the output's ``model`` and
+    ``model_digest`` columns, the fusion weight and the worker cache all read this object.
+
+    Example:
+        >>> ref = model_ref("default")  # doctest: +SKIP
+        >>> ref.kind, ref.name, len(ref.digest)  # doctest: +SKIP
+        ('group-encoder', 'grouprank-minilm-groupwise', 16)
+    """
+
+    # The --model value as given ("default", "smollm2" or a directory).
+    spec: str
+    # GROUP_ENCODER or CAUSAL_LM.
+    kind: str
+    # The `model` column value: the embedded model's name, else the directory's name.
+    name: str
+    # Hash of the weight, tokenizer and config files (for a group encoder: its head and encoder).
+    digest: str
+    # The fusion weight used when --fusion-weight is not given.
+    fusion_weight: float
+    # Group encoders: their sentence encoder. Documents and queries are then embedded each on
+    # its own, so the job embeds each distinct text once (``precomputed_embeddings``).
+    encoder: EncoderRef | None = None
+
+    @property
+    def precomputed_embeddings(self) -> bool:
+        """True if the job may embed distinct texts once and score groups from the vectors."""
+        return self.encoder is not None
+
+    def path(self) -> Path:
+        """The model directory (the embedded LLM is converted to safetensors on first use)."""
+        return resolve_model(self.spec)
+
+
+def model_ref(spec: str) -> ModelRef:
+    """Resolves a ``--model`` value; raises ``ValueError`` if it cannot be used. Loads no weights.
+
+    The digest reads every file once per (path, size, mtime) and caches the result under
+    ``cache_dir()``, so a rerun of a job over a multi-GB checkpoint costs a directory listing.
+    """
+    from grouprank.backends.group_encoder import is_group_encoder_dir, load_config
+
+    check_model(spec)
+    if spec == EMBEDDED_LLM:
+        # Digest the packaged GGUF, not the converted copy: it determines the weights, and
+        # reading it needs no conversion on the driver.
+        source = Path(importlib.util.find_spec(_GGUF_PACKAGE).submodule_search_locations[0])
+        return ModelRef(spec, CAUSAL_LM, EMBEDDED_LLM_NAME, content_digest(source),
+                        LLM_FUSION_WEIGHT)
+    path = shipped_default_dir() if spec == DEFAULT_MODEL else Path(spec).expanduser()
+    if is_group_encoder_dir(path):
+        config = load_config(path)
+        encoder = EncoderRef(
+            config.encoder, content_digest(_encoder_path(config.encoder)), config.max_doc_tokens
+        )
+        digest = _combine([content_digest(path), encoder.digest])
+        return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,
+                        encoder)
+    return ModelRef(spec, CAUSAL_LM, model_name(spec), content_digest(path), LLM_FUSION_WEIGHT)
+
+
+def _encoder_path(encoder: str) -> Path:
+    from grouprank.backends.group_encoder import SHIPPED_ENCODER
+    from grouprank.retrieval import encoder_dir
+
+    return encoder_dir() if encoder == SHIPPED_ENCODER else Path(encoder).expanduser()
+
+
+def content_digest(path: str | Path) -> str:
+    """A 16-hex-digit hash of the files under ``path`` (names, sizes and contents).
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "config.json").write_text("{}")
+        >>> content_digest(d) == content_digest(d)
+        True
+    """
+    root = Path(path).expanduser().resolve()
+    files = [root] if root.is_file() else sorted(
+        f for f in root.rglob("*")
+        if f.is_file() and not f.name.startswith(".") and not f.name.endswith(".lock")
+    )
+    cache = _DigestCache()
+    parts = []
+    for f in files:
+        stat = f.stat()
+        key = f"{f}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest = cache.get(key)
+        if digest is None:
+            digest = _file_digest(f, stat.st_size)
+            cache.put(key, digest)
+        parts.append(f"{f.relative_to(root) if f != root else f.name}:{stat.st_size}:{digest}")
+    cache.save()
+    return _combine(parts)
+
+
+def _combine(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= _WHOLE_FILE_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+            return h.hexdigest()
+        if path.suffix == ".safetensors":
+            header = int.from_bytes(f.read(8), "little")
+            h.update(f.read(min(header, 100 << 20)))
+        for i in range(_SAMPLE_BLOCKS):
+            f.seek(size * i // _SAMPLE_BLOCKS)
+            h.update(f.read(_BLOCK))
+    return h.hexdigest()
+
+
+class _DigestCache:
+    """(path|size|mtime) -> file digest, in ``cache_dir()/digests.json``; best effort."""
+
+    def __init__(self) -> None:
+        self.path = cache_dir() / "digests.json"
+        self.dirty = False
+        try:
+            self.entries: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, digest: str) -> None:
+        self.entries[key] = digest
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = self.path.with_suffix(f".{os.getpid()}.tmp")
+            staging.write_text(json.dumps(self.entries))
+            os.replace(staging, self.path)
+        except OSError as err:  # a read-only home: digests are recomputed next time
+            log.debug("cannot save model digests: %s", err)
+
+
+def fusion_weight_for(settings: RerankSettings, ref: ModelRef | None = None) -> float:
     """``--fusion-weight`` if given, else the model's own (see ``RerankSettings.fusion_weight``).
 
-    Reads at most a small JSON file; never loads or converts a model.
+    Never loads or converts a model.
 
     Example:
         >>> fusion_weight_for(RerankSettings(model="smollm2")), fusion_weight_for(RerankSettings())
         (0.6, 1.0)
     """
-    from grouprank.backends.group_encoder import is_group_encoder_dir, load_config
-
     if settings.fusion_weight is not None:
         return settings.fusion_weight
-    if settings.model == EMBEDDED_LLM:
-        return LLM_FUSION_WEIGHT
-    path = shipped_default_dir() if settings.model == DEFAULT_MODEL else Path(settings.model)
-    if is_group_encoder_dir(path):
-        return load_config(path).fusion_weight
-    return LLM_FUSION_WEIGHT
+    return (ref or model_ref(settings.model)).fusion_weight
 
 
 def resolve_model(spec: str) -> Path:
@@ -171,37 +334,53 @@ def model_name(spec: str) -> str:
 def load_scorer(settings: RerankSettings, device: str = "cpu") -> GroupScorer:
     """Loads the scorer of ``settings.paradigm`` onto ``device``.
 
-    groupwise -> ``CausalLMScorer``; pointwise -> ``YesNoScorer`` or ``PointwiseScoreScorer``;
-    listwise -> ``ListwiseScorer``; all on the same model and tokenizer loading.
+    groupwise -> ``CausalLMScorer`` (or the group encoder); pointwise -> ``YesNoScorer`` or
+    ``PointwiseScoreScorer``; listwise -> ``ListwiseScorer``; all on the same model loading.
 
     Example:
         >>> scorer = load_scorer(RerankSettings(model="default"))  # doctest: +SKIP
         >>> scorer.score_groups([GroupInput("q", ("doc a", "doc b"))])  # doctest: +SKIP
     """
-    from grouprank.backends.causal_lm import CausalLMScorer
-    from grouprank.backends.group_encoder import (
-        GroupEncoderScorer,
-        is_group_encoder_dir,
-    )
-    from grouprank.backends.listwise import ListwiseScorer
+    ref = model_ref(settings.model)
+    return scorer_for(load_backbone(ref, device, settings.trust_remote_code), ref, settings)
+
+
+def load_backbone(ref: ModelRef, device: str = "cpu", trust_remote_code: bool = False):
+    """Loads a model's weights onto ``device``: the expensive, cacheable part of a scorer.
+
+    A group encoder comes back as its ``GroupEncoderScorer``; a causal LM as (model, tokenizer),
+    which ``scorer_for`` wraps with a paradigm's settings at no cost.
+    """
+    from grouprank.backends.group_encoder import GroupEncoderScorer
     from grouprank.backends.lm import load_causal_lm
+
+    path = ref.path()
+    log.info("loading %s (%s, digest %s) from %s on %s", ref.name, ref.kind, ref.digest, path,
+             device)
+    if ref.kind == GROUP_ENCODER:
+        return GroupEncoderScorer(path, device, ref.name)
+    return load_causal_lm(path, device, trust_remote_code)
+
+
+def scorer_for(backbone, ref: ModelRef, settings: RerankSettings) -> GroupScorer:
+    """Wraps loaded weights (``load_backbone``) with the paradigm and knobs of ``settings``."""
+    from grouprank.backends.listwise import ListwiseScorer
+    from grouprank.backends.causal_lm import CausalLMScorer
     from grouprank.backends.pointwise import PointwiseScoreScorer, YesNoScorer
 
-    path = resolve_model(settings.model)
-    name = model_name(settings.model)
-    if is_group_encoder_dir(path):
+    if ref.kind == GROUP_ENCODER:
+        from grouprank.encoding import resolve_precision
+
         if settings.paradigm != "groupwise":
             raise ValueError(
-                f"{name} is a group-encoder checkpoint: it scores groups only "
+                f"{ref.name} is a group-encoder checkpoint: it scores groups only "
                 f"(--paradigm groupwise), not {settings.paradigm}"
             )
-        log.info("loading group encoder %s from %s on %s", name, path, device)
-        return GroupEncoderScorer(path, device, name)
+        return backbone.with_precision(resolve_precision(settings.precision, backbone.device))
+    model, tokenizer = backbone
     template = template_for(settings)
-    log.info("loading %s from %s on %s (%s)", name, path, device, settings.paradigm)
-    model, tokenizer = load_causal_lm(path, device, settings.trust_remote_code)
     common = dict(
-        name=name, max_doc_tokens=settings.max_doc_tokens, batch_tokens=settings.batch_tokens
+        name=ref.name, max_doc_tokens=settings.max_doc_tokens, batch_tokens=settings.batch_tokens
     )
     if settings.paradigm == "listwise":
         return ListwiseScorer(

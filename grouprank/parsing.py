@@ -11,16 +11,36 @@ import math
 import re
 from dataclasses import dataclass
 
-# Per-document statuses.
+# Per-document statuses: one meaning each, whatever the paradigm. STATUSES is the one list the
+# README, the schema docs and the job summary are written from.
 OK = "ok"
-UNPARSED = "unparsed"  # no answer could be read from the output at all
-MISSING_SCORE = "missing_score"  # the answer has no score for this document
-OUT_OF_RANGE = "out_of_range"  # a score outside 0-10 or not a number
-# Scored, but the group's documents were cut below --max-doc-tokens to fit the model's context
-# window or the accelerator's memory.
+UNPARSED = "unparsed"
+MISSING_SCORE = "missing_score"
+OUT_OF_RANGE = "out_of_range"
 TRUNCATED = "truncated"
-TOO_LONG = "too_long"  # the group cannot fit the model's context window even cut to one token
-OUT_OF_MEMORY = "out_of_memory"  # alone and cut to the minimum, the group still ran out of memory
+REPAIRED = "repaired"
+TOO_LONG = "too_long"
+OUT_OF_MEMORY = "out_of_memory"
+PARTIAL = "partial"
+EMPTY_TEXT = "empty_text"
+EMPTY_QUERY = "empty_query"
+
+STATUSES: dict[str, str] = {
+    OK: "scored by the model in every repeat",
+    PARTIAL: "scored in some repeats; the others gave no usable score",
+    TRUNCATED: "scored, but the group's documents were cut below --max-doc-tokens to fit the "
+    "model's context window or the accelerator's memory",
+    REPAIRED: "scored (listwise): the model's permutation left it out and repair placed it",
+    UNPARSED: "no score: no answer could be read from the model's output",
+    MISSING_SCORE: "no score: the answer gave none for this document",
+    OUT_OF_RANGE: "no score: the answer's score is outside 0-10 or not a number",
+    TOO_LONG: "no score: the group cannot fit the context window even cut to one token",
+    OUT_OF_MEMORY: "no score: alone and cut to the minimum, the group still ran out of memory",
+    EMPTY_TEXT: "not sent to the model: blank document text (model score 0)",
+    EMPTY_QUERY: "not sent to the model: blank query (model score 0)",
+}
+# Statuses whose documents carry a model score.
+SCORED = frozenset({OK, PARTIAL, TRUNCATED, REPAIRED, EMPTY_TEXT, EMPTY_QUERY})
 
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
 

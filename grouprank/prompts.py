@@ -146,3 +146,19 @@ def _load(cls: type[T], path: str | Path | None, bundled: str) -> T:
     except (KeyError, IndexError, ValueError) as err:
         raise ValueError(f"prompt template {origin} has a bad format field: {err!r}") from err
     return template
+
+
+def chat_template_digest(tokenizer) -> str:
+    """16 hex digits of sha256 over a tokenizer's chat template (what a samples table records).
+
+    Example:
+        >>> class T: chat_template = "{{ messages }}"
+        >>> len(chat_template_digest(T()))
+        16
+    """
+    import hashlib
+
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):  # several named templates
+        template = repr(sorted(template.items()))
+    return hashlib.sha256(template.encode()).hexdigest()[:16]

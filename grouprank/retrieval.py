@@ -113,10 +113,9 @@ def build_index(
     bm25 = _bm25_bytes(texts) if method in ("bm25", "hybrid") else None
     embeddings = None
     if method in ("dense", "hybrid"):
-        matrix = load_encoder(device).encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=len(texts) > 10_000,
-        ).astype(np.float32)
+        from grouprank.encoding import encode_texts
+
+        matrix = encode_texts(load_encoder(device), list(texts), "auto", batch_size).numpy()
         buffer = io.BytesIO()
         np.save(buffer, matrix)
         embeddings = buffer.getvalue()
@@ -194,9 +193,10 @@ class Retriever:
         return np.vstack(rows).astype(np.float64)
 
     def _dense_scores(self, queries: Sequence[str]) -> np.ndarray:
-        encoded = self._encoder.encode(list(queries), normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False)
-        return (encoded.astype(np.float32) @ self._embeddings.T).astype(np.float64)
+        from grouprank.encoding import encode_texts
+
+        encoded = encode_texts(self._encoder, list(queries), "auto").numpy()
+        return (encoded @ self._embeddings.T).astype(np.float64)
 
     def top_k(
         self,

@@ -12,6 +12,7 @@ Mode = Literal["direct", "reason"]
 DuplicatePolicy = Literal["error", "keep-best"]
 Paradigm = Literal["groupwise", "pointwise", "listwise"]
 PointwiseScorer = Literal["yesno", "score"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ class RerankSettings:
     trust_remote_code: bool = False
     # Partitions of group rows fed to the scoring UDF; 0 = Spark's default parallelism.
     partitions: int = 0
+    # Sentence-encoder precision (group-encoder models): auto = bf16 on GPUs and on CPUs with
+    # native bf16 (AVX512_BF16/AMX), else fp32. The job resolves auto once, on the driver, and
+    # records the choice in the settings digest. The group head always runs in fp32.
+    precision: Precision = "auto"
+    # Delta table (path or name) of sentence-encoder embeddings shared across runs: texts found
+    # there are not encoded again, new ones are added. None = embed within the run only.
+    embedding_store: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -95,36 +103,28 @@ class RerankSettings:
             problems.append(
                 f"max_unparsed_fraction must be in [0, 1], got {self.max_unparsed_fraction}"
             )
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.partitions < 0:
             problems.append(f"partitions must be >= 0, got {self.partitions}")
         if problems:
             raise ValueError("invalid rerank settings: " + "; ".join(problems))
 
-    def scorer_key(self) -> tuple:
-        """The fields that decide which model is loaded and how it scores (the worker cache key)."""
-        return (
-            self.model,
-            self.mode,
-            self.prompt_template,
-            self.max_doc_tokens,
-            self.max_new_tokens,
-            self.batch_tokens,
-            self.trust_remote_code,
-            self.paradigm,
-            self.pointwise_scorer,
-            self.window_size,
-            self.window_step,
-        )
-
-    def digest(self, template_text: str) -> str:
-        """A short, stable hash of everything that determines the scores, template text included.
+    def digest(self, template_text: str, model_digest: str) -> str:
+        """A short, stable hash of everything that determines the scores: the settings, the
+        prompt template's text and the model's weights (``ModelRef.digest``).
 
         Example:
-            >>> RerankSettings().digest("t") == RerankSettings().digest("t")
+            >>> RerankSettings().digest("t", "m1") == RerankSettings().digest("t", "m1")
             True
+            >>> RerankSettings().digest("t", "m1") == RerankSettings().digest("t", "m2")
+            False
         """
         payload = dataclasses.asdict(self)
-        payload.pop("partitions")  # execution detail, does not change results
+        # Execution details that do not change results.
+        payload.pop("partitions")
+        payload.pop("embedding_store")
         payload["prompt_template"] = hashlib.sha256(template_text.encode()).hexdigest()
+        payload["model_digest"] = model_digest
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

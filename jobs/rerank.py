@@ -15,19 +15,27 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from grouprank.models import check_model
+from grouprank.models import model_ref
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from jobs.entry import job_parser, run_job
 from jobs.session import get_session
-from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
+from jobs.tables import (
+    check_empty_allowed,
+    check_table_ref,
+    parse_run_date,
+    read_table,
+    write_run_date_partition,
+)
+from jobs.embeddings import distinct_texts, driver_precision, embed_texts, refresh_store
+from jobs.progress import stage
 from jobs.transforms import (
     EMPTY_QUERY,
     EMPTY_TEXT,
     check_candidates,
-    fuse_and_rank,
+    default_parallelism,
     prepare_candidates,
-    score_candidates,
+    rerank_with_scores,
     scoring_diagnostics,
     status_counts,
 )
@@ -45,6 +53,12 @@ class RerankJob:
     output: str
     # Run date (YYYY-MM-DD) written to the run_date partition column.
     run_date: str
+    # Allow an empty candidates table to replace a run date's non-empty partition (otherwise an
+    # error: an upstream failure must not wipe a night's results).
+    allow_empty: bool = False
+    # Delta table (path or name) of sentence-encoder embeddings shared across runs and jobs
+    # (group-encoder models): texts found there are not encoded again, new ones are added.
+    embedding_store: str | None = None
 
 
 class UnparsedOutputError(RuntimeError):
@@ -62,24 +76,29 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     run_date = parse_run_date(job.run_date)
     check_table_ref(job.candidates, "--candidates")
     check_table_ref(job.output, "--output")
-    check_model(settings.model)
+    if job.embedding_store:
+        check_table_ref(job.embedding_store, "--embedding-store")
+    ref = model_ref(settings.model)
     template_for(settings)
 
     spark = get_session("grouprank-rerank")
-    # Arrow batches of group rows stay small: each row carries a whole group's texts.
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "256")
     candidates, report = check_candidates(
         read_table(spark, job.candidates, "--candidates"), settings
     )
     if report.rows == 0:
+        check_empty_allowed(spark, job.output, run_date, job.allow_empty, "--candidates")
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
-    prepared = prepare_candidates(candidates)
+    settings = driver_precision(settings, spark)
+    vectors, embedded = _embed(spark, job, settings, ref, candidates)
+    result, scored = rerank_with_scores(candidates, settings, run_date, ref=ref, vectors=vectors)
     # Scores are kept (small: no texts) so the summary and the write reuse one model pass.
-    scored = score_candidates(prepared, settings).persist()
-    result = fuse_and_rank(prepared, scored, settings, run_date).persist()
+    scored, result = scored.persist(), result.persist()
     try:
-        counts = status_counts(result)
+        with stage(spark, f"rerank: scoring {report.rows:,} candidates of {report.queries:,} queries"):
+            counts = status_counts(result)
         summary = _summary(job, settings, report, counts)
+        summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
+        summary["embeddings"] = embedded
         summary["scoring"] = scoring_diagnostics(scored)
         expected = report.rows - report.duplicates_removed
         if summary["rows_out"] != expected:
@@ -90,13 +109,47 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
                 f"model score ({summary['unscored_fraction']:.1%} > "
                 f"--max-unparsed-fraction {settings.max_unparsed_fraction:.1%}); nothing written"
             )
-        write_run_date_partition(result, job.output, run_date)
+        with stage(spark, f"rerank: writing run_date {run_date} to {job.output}"):
+            write_run_date_partition(result, job.output, run_date)
     finally:
         result.unpersist()
         scored.unpersist()
+        if vectors is not None:
+            vectors.unpersist()
     summary["seconds"] = round(time.time() - started, 1)
     _print_summary(summary)
     return summary
+
+
+def _embed(
+    spark, job: RerankJob, settings: RerankSettings, ref, candidates
+) -> tuple[object | None, dict]:
+    """Embeds the distinct texts once, before scoring, through the store when one is given.
+
+    Returns the vectors (persisted; None for models that cannot use them) and a summary.
+    """
+    if not ref.precomputed_embeddings:
+        if job.embedding_store:
+            raise ValueError(
+                f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
+            )
+        return None, {}
+    partitions = settings.partitions or default_parallelism(spark)
+    texts = distinct_texts(prepare_candidates(candidates).where("skip IS NULL"))
+    if job.embedding_store:
+        with stage(spark, f"rerank: embedding new texts into {job.embedding_store}"):
+            vectors, found = refresh_store(
+                spark, job.embedding_store, texts, settings, ref, partitions
+            )
+            vectors = vectors.persist()
+            vectors.count()
+        return vectors, {"texts": found.texts, "encoded": found.encoded, "reused": found.reused,
+                         "store": job.embedding_store, "precision": settings.precision}
+    vectors = embed_texts(texts, settings, ref, partitions).persist()
+    with stage(spark, "rerank: embedding each distinct text once"):
+        count = vectors.count()
+    return vectors, {"texts": count, "encoded": count, "reused": 0, "store": None,
+                     "precision": settings.precision}
 
 
 def _summary(

@@ -22,9 +22,10 @@ from pyspark.sql import functions as F
 from grouprank import formats
 from grouprank.retrieval import DEFAULT_ALPHA, Method, build_index
 from jobs.entry import print_summary, run_job
-from jobs.retrieve_transforms import check_corpus, check_queries, indexed_text, retrieve
+from jobs.retrieve_transforms import check_corpus, check_queries, retrieve
 from jobs.session import get_session
 from jobs.tables import check_table_ref, read_table, write_delta
+from schemas.corpus import document_text
 
 log = logging.getLogger("grouprank.retrieve")
 
@@ -67,7 +68,7 @@ def run(job: RetrieveJob) -> dict:
     spark = get_session("grouprank-retrieve")
     corpus = check_corpus(read_table(spark, job.corpus, "--corpus"))
     queries = check_queries(read_table(spark, job.queries, "--queries"))
-    documents = corpus.select("docid", indexed_text().alias("text")).toPandas()
+    documents = corpus.select("docid", document_text().alias("text")).toPandas()
     log.info("indexing %d documents with %s on the driver", len(documents), job.method)
     bundle = build_index(documents["docid"].tolist(), documents["text"].tolist(), job.method,
                          job.alpha)

@@ -15,10 +15,10 @@ from pyspark.sql import functions as F
 
 from grouprank.retrieval import IndexBundle
 from jobs.eval_transforms import check_rows
-from schemas.candidates import CANDIDATES
-from schemas.corpus import validate_corpus
+from schemas.candidates import CANDIDATES, RETRIEVED
+from schemas.corpus import document_text, validate_corpus
 from schemas.queries import validate_queries
-from udfs.retrieval import RETRIEVED, retrieve_udf
+from udfs.retrieval import retrieve_udf
 
 
 def check_corpus(corpus: DataFrame) -> DataFrame:
@@ -31,11 +31,6 @@ def check_queries(queries: DataFrame) -> DataFrame:
     """Validates the queries: declared columns, no null or duplicate qids (with examples)."""
     df = validate_queries(queries)
     return check_rows(df, "queries", ["qid"], F.col("qid").isNull(), "rows with a null qid")
-
-
-def indexed_text() -> F.Column:
-    """The text BM25 and the encoder see: the title, when there is one, before the text."""
-    return F.concat_ws(" ", F.col("title"), F.coalesce(F.col("text"), F.lit("")))
 
 
 def retrieve(
@@ -62,7 +57,7 @@ def retrieve(
     )
     return (
         hits.join(queries.select("qid", "query"), "qid")
-        .join(corpus.select("docid", "text"), "docid")
+        .join(corpus.select("docid", document_text().alias("text")), "docid")
         .select(*CANDIDATES.fieldNames())
     )
 

@@ -6,12 +6,17 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+
+from grouprank.formats import FormatError, open_text
 
 # catalog.schema.table, each part a plain identifier or a backtick-quoted one without backticks.
 _PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
 _TABLE_NAME = re.compile(rf"^{_PART}(?:\.{_PART}){{0,2}}$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+# Largest local file (a TREC run or qrels file) read on the driver and sent to Spark as data.
+LOCAL_FILE_LIMIT_BYTES = 256 * 2**20
 
 
 class TableRefError(ValueError):
@@ -62,6 +67,43 @@ def read_table(spark: SparkSession, ref: str, flag: str = "table") -> DataFrame:
         return spark.read.parquet(ref)
 
 
+def local_file(ref: str, flag: str) -> Path:
+    """A local file named on the command line, if it is small enough to read on the driver.
+
+    Only this process (the driver, or a Spark Connect client) can see its local disk; executors
+    on other machines cannot, so such a file is read here and sent to Spark as data. A larger
+    one is refused with a ``TableRefError`` that says to pass a table instead.
+    """
+    path = Path(ref)
+    size = path.stat().st_size
+    if size > LOCAL_FILE_LIMIT_BYTES:
+        raise TableRefError(
+            f"{flag} {ref!r} is a local file of {size / 2**20:.0f} MiB, over the "
+            f"{LOCAL_FILE_LIMIT_BYTES // 2**20} MiB read on the driver (executors cannot see "
+            "the driver's files); load it into a table on shared storage or in the metastore "
+            "and pass that table"
+        )
+    return path
+
+
+def read_local_lines(spark: SparkSession, ref: str, flag: str) -> DataFrame:
+    """A local text file's lines (``.gz`` decompressed) as a DataFrame with one string column,
+    ``value``, like ``spark.read.text`` but read on the driver (see ``local_file``).
+
+    Example:
+        >>> read_local_lines(spark, "run.txt", "--run").count()  # doctest: +SKIP
+        1000
+    """
+    path = local_file(ref, flag)
+    with open_text(path) as handle:
+        try:
+            # Lines end at \n only (after universal newlines), as in spark.read.text.
+            lines = handle.read().split("\n")
+        except UnicodeDecodeError as err:
+            raise FormatError(path, None, f"not UTF-8 text ({err})") from err
+    return spark.createDataFrame(pa.table({"value": pa.array(lines, pa.string())}))
+
+
 def write_run_date_partition(
     df: DataFrame, ref: str, run_date: dt.date, flag: str = "--output"
 ) -> None:
@@ -79,11 +121,46 @@ def write_run_date_partition(
         .partitionBy("run_date")
         # run_date is a parsed date, so the predicate cannot carry anything but a date literal.
         .option("replaceWhere", f"run_date = DATE'{run_date.isoformat()}'")
+        # Columns a newer version adds (e.g. model_digest) are added to an existing table.
+        .option("mergeSchema", "true")
     )
     if is_path(ref):
         writer.save(spark_path(ref))
     else:
         writer.saveAsTable(ref)
+
+
+def partition_rows(spark: SparkSession, ref: str, run_date: dt.date) -> int:
+    """Rows in the ``run_date`` partition of a table; 0 if the table does not exist yet."""
+    try:
+        table = read_table(spark, ref)
+    except TableRefError:
+        return 0
+    except Exception as err:  # AnalysisException: no such table yet
+        if "NOT_FOUND" in str(err) or "not found" in str(err).lower():
+            return 0
+        raise
+    if "run_date" not in table.columns:
+        return 0
+    return table.where(table["run_date"] == run_date).count()
+
+
+def check_empty_allowed(
+    spark: SparkSession, ref: str, run_date: dt.date, allow_empty: bool, source_flag: str
+) -> None:
+    """Refuses to replace a non-empty run-date partition with nothing, unless allowed.
+
+    An empty input is far more often an upstream failure than a real empty night; writing it
+    would wipe the night's results. Raises ``ValueError`` naming ``--allow-empty``.
+    """
+    if allow_empty:
+        return
+    existing = partition_rows(spark, ref, run_date)
+    if existing:
+        raise ValueError(
+            f"{source_flag} is empty but {ref} already holds {existing} rows for run_date "
+            f"{run_date}; refusing to replace them with nothing (pass --allow-empty to do it)"
+        )
 
 
 def spark_path(ref: str) -> str:

@@ -118,6 +118,28 @@ def read_samples(spark, table: str, run_date: str) -> pd.DataFrame:
     return samples
 
 
+def check_chat_template(samples: pd.DataFrame, model: str, flag: str) -> None:
+    """Raises ``ValueError`` unless the samples' prompts were rendered with ``model``'s chat
+    template: an LLM must not be trained on another model's chat format."""
+    from transformers import AutoTokenizer
+
+    from grouprank.prompts import chat_template_digest
+    from grouprank.training.llm import resolve_llm
+
+    if "chat_template" not in samples:
+        raise ValueError(
+            "the samples table does not record its chat template (written by an older version); "
+            f"synthesize again with --chat-model {model}"
+        )
+    expected = chat_template_digest(AutoTokenizer.from_pretrained(resolve_llm(model)))
+    found = sorted(set(samples["chat_template"]))
+    if found != [expected]:
+        raise ValueError(
+            f"the samples' prompts were rendered with chat template(s) {found}, but {flag} "
+            f"{model} uses {expected}; synthesize them again with --chat-model {model}"
+        )
+
+
 def config_for(backbone: str, job: TrainJob, rl: RLOptions | None = None):
     """The backbone's trainer config with the flags that were set (0 / -1 keep its defaults)."""
     common = {"seed": job.seed, "max_steps": job.max_steps}
@@ -174,6 +196,8 @@ def launch(stage: str, job: TrainJob, model: str, rl: RLOptions | None = None) -
     split = "sft" if stage == "sft" else "rl"
     if not (samples["split"] == split).any():
         raise ValueError(f"--samples {job.samples!r} holds no {split!r} samples")
+    if backbone != GROUP_ENCODER:
+        check_chat_template(samples, model, "--base" if stage == "sft" else "--init")
     if job.num_processes:
         from pyspark.ml.torch.distributor import TorchDistributor
 

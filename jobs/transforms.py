@@ -17,8 +17,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from grouprank.models import fusion_weight_for, model_name
-from grouprank.parsing import OK
+from grouprank.models import ModelRef, fusion_weight_for, model_ref
+from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT, OK, PARTIAL
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from schemas.candidates import validate_candidates
@@ -28,9 +28,8 @@ from udfs.scoring import score_groups_udf
 
 log = logging.getLogger(__name__)
 
-EMPTY_QUERY = "empty_query"
-EMPTY_TEXT = "empty_text"
-PARTIAL = "partial"
+# Group rows per Arrow batch into the scoring UDF.
+ARROW_GROUPS = 256
 _EXAMPLES = 5
 
 
@@ -74,6 +73,7 @@ def check_candidates(
         )
     if problems:
         raise SchemaError("candidates table: " + "; ".join(problems))
+    _check_one_query_text(df)
     dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
     examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
     removed = 0
@@ -93,6 +93,25 @@ def check_candidates(
     return df, report
 
 
+def _check_one_query_text(df: DataFrame) -> None:
+    """Raises ``SchemaError`` if a qid carries two different (non-blank) query texts: which one
+    the model read would depend on row order."""
+    text = F.when(~_blank(F.col("query")), F.col("query"))
+    conflicts = (
+        df.groupBy("qid")
+        .agg(F.countDistinct(text).alias("texts"), F.sort_array(F.collect_set(text)).alias("all"))
+        .where(F.col("texts") > 1)
+    )
+    examples = [
+        (r["qid"], [t[:40] for t in r["all"][:2]]) for r in conflicts.limit(_EXAMPLES).collect()
+    ]
+    if examples:
+        raise SchemaError(
+            "candidates table has qids with more than one query text, e.g. (qid, texts) "
+            f"{examples}; give each qid one query text"
+        )
+
+
 def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     """Splits each query's candidates into disjoint, balanced, reproducible random groups.
 
@@ -102,6 +121,8 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     For ``paradigm='listwise'`` the sliding window needs the whole list in first-stage order:
     every candidate goes to group 0, ordered by ``first_stage_rank`` (then docid), which the
     frame must then carry (``prepare_candidates`` adds it).
+    Rows that carry embeddings (``vector``, ``query_vector``: see ``jobs.embeddings``) pass them
+    on as the group's ``vectors`` and ``query_vector``.
     Returns one row per (qid, repeat, group) following ``schemas.SCORING_GROUPS``.
     """
     listwise = settings.paradigm == "listwise"
@@ -112,9 +133,11 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     )
     order = by_query.orderBy("first_stage_rank", "docid") if listwise else shuffled
     dealt = F.lit(0) if listwise else F.col("pos") % F.ceil(F.col("n") / settings.group_size)
+    embedded = "vector" in candidates.columns
     columns = ["qid", "query", "docid", "text", "score"] + (
         ["first_stage_rank"] if listwise else []
-    )
+    ) + (["vector", "query_vector"] if embedded else [])
+    member = ["pos", "docid", "text", "score"] + (["vector"] if embedded else [])
     rows = (
         candidates.select(*columns)
         .withColumn("repeat", repeats)
@@ -125,8 +148,10 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     return (
         rows.groupBy("qid", "repeat", "group")
         .agg(
-            F.first("query").alias("query"),
-            F.sort_array(F.collect_list(F.struct("pos", "docid", "text", "score"))).alias("members"),
+            # One text per qid (checked); min() does not depend on row order.
+            F.min("query").alias("query"),
+            F.sort_array(F.collect_list(F.struct(*member))).alias("members"),
+            *([F.first("query_vector").alias("query_vector")] if embedded else []),
         )
         .select(
             "qid",
@@ -136,18 +161,29 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
             F.transform("members", lambda m: m["docid"]).alias("docids"),
             F.transform("members", lambda m: m["text"]).alias("texts"),
             F.transform("members", lambda m: m["score"]).alias("scores"),
+            *(
+                [F.col("query_vector"), F.transform("members", lambda m: m["vector"]).alias("vectors")]
+                if embedded
+                else []
+            ),
         )
     )
 
 
-def score_groups(groups: DataFrame, settings: RerankSettings, partitions: int) -> DataFrame:
+def score_groups(
+    groups: DataFrame, settings: RerankSettings, ref: ModelRef, partitions: int
+) -> DataFrame:
     """Runs the model on every group row: one output row per (qid, repeat, document).
 
     The explicit repartition spreads groups over every core or GPU; adaptive execution would
-    otherwise coalesce the few, small-looking group rows into one partition.
+    otherwise coalesce the few, small-looking group rows into one partition. Arrow batches into
+    the UDF are kept to 256 group rows (each row carries a whole group's texts; Spark's default
+    is 10,000): this sets the session's ``spark.sql.execution.arrow.maxRecordsPerBatch``, so the
+    job and a notebook calling ``rerank`` get the same memory profile.
     """
+    groups.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_GROUPS))
     return groups.repartition(partitions, "qid", "repeat", "group").mapInPandas(
-        score_groups_udf(settings), GROUP_SCORES
+        score_groups_udf(settings, ref), GROUP_SCORES
     )
 
 
@@ -156,22 +192,43 @@ def rerank(
     settings: RerankSettings,
     run_date: dt.date,
     partitions: int | None = None,
+    vectors: DataFrame | None = None,
 ) -> DataFrame:
     """Reranks a checked candidates table; returns rows following ``schemas.RERANKED``.
 
     Lazy: the model runs when the result is written or counted. Rows out == rows in. Candidates
     with a null or blank query or text are not sent to the model: they get model score 0 with
     status ``empty_query`` / ``empty_text``. A document whose every repeat gave no usable score
-    keeps ``model_score`` null and its status, and falls back to first-stage order (its fusion
-    uses the normalised first-stage score in place of the model's).
+    keeps ``model_score`` null and its status, and ranks after every scored document of its
+    query, in first-stage order (its score is capped at the lowest scored one's). ``vectors``:
+    embeddings of every text (e.g. from ``jobs.embeddings.refresh_store``) in place of the run's
+    own embedding step.
 
     Example:
         >>> checked, _ = check_candidates(df, RerankSettings())  # doctest: +SKIP
         >>> rerank(checked, RerankSettings(), date(2026, 11, 27)).show()  # doctest: +SKIP
     """
+    return rerank_with_scores(candidates, settings, run_date, partitions, vectors=vectors)[0]
+
+
+def rerank_with_scores(
+    candidates: DataFrame,
+    settings: RerankSettings,
+    run_date: dt.date,
+    partitions: int | None = None,
+    ref: ModelRef | None = None,
+    vectors: DataFrame | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """``rerank``, plus the per-(group, document) scores it ranked from (``GROUP_SCORES``), which
+    the job persists so its summary and its write share one model pass. ``vectors``
+    (``EMBEDDINGS`` rows covering every text) replaces the run's own embedding step."""
+    from jobs.embeddings import driver_precision
+
+    ref = ref or model_ref(settings.model)
+    settings = driver_precision(settings, candidates.sparkSession)
     base = prepare_candidates(candidates)
-    scored = score_candidates(base, settings, partitions)
-    return fuse_and_rank(base, scored, settings, run_date)
+    scored = score_candidates(base, settings, ref, partitions, vectors)
+    return fuse_and_rank(base, scored, settings, ref, run_date), scored
 
 
 def prepare_candidates(candidates: DataFrame) -> DataFrame:
@@ -191,17 +248,37 @@ def prepare_candidates(candidates: DataFrame) -> DataFrame:
 
 
 def score_candidates(
-    prepared: DataFrame, settings: RerankSettings, partitions: int | None = None
+    prepared: DataFrame,
+    settings: RerankSettings,
+    ref: ModelRef,
+    partitions: int | None = None,
+    vectors: DataFrame | None = None,
 ) -> DataFrame:
-    """Groups the scoreable candidates and scores them: ``schemas.GROUP_SCORES`` rows."""
+    """Groups the scoreable candidates and scores them: ``schemas.GROUP_SCORES`` rows.
+
+    For models that embed each text on its own (``ref.precomputed_embeddings``), each distinct
+    document and query text is embedded once in its own stage (or taken from ``vectors``, e.g.
+    read from an embedding store) and the groups carry the vectors to the scoring UDF.
+    """
+    from jobs.embeddings import attach_embeddings, distinct_texts, embed_texts
+
     if partitions is None:
         partitions = settings.partitions or default_parallelism(prepared.sparkSession)
-    groups = build_groups(prepared.where(F.col("skip").isNull()), settings)
-    return score_groups(groups, settings, partitions)
+    scoreable = prepared.where(F.col("skip").isNull())
+    if ref.precomputed_embeddings:
+        if vectors is None:
+            vectors = embed_texts(distinct_texts(scoreable), settings, ref, partitions)
+        scoreable = attach_embeddings(scoreable, vectors)
+    groups = build_groups(scoreable, settings)
+    return score_groups(groups, settings, ref, partitions)
 
 
 def fuse_and_rank(
-    prepared: DataFrame, scored: DataFrame, settings: RerankSettings, run_date: dt.date
+    prepared: DataFrame,
+    scored: DataFrame,
+    settings: RerankSettings,
+    ref: ModelRef,
+    run_date: dt.date,
 ) -> DataFrame:
     """Averages repeats, fuses with the first stage and ranks: ``schemas.RERANKED`` rows."""
     by_query = Window.partitionBy("qid")
@@ -228,23 +305,41 @@ def fuse_and_rank(
         .when(F.col("scored_repeats") > 0, F.lit(PARTIAL))
         .otherwise(F.col("repeats")[0]["status"])
     )
-    w = fusion_weight_for(settings)
+    w = fusion_weight_for(settings, ref)
+    # Sent to the model, but no repeat gave a usable score.
+    unscored = F.col("skip").isNull() & F.col("model_mean").isNull()
+    fused_score = w * F.col("model_score") / 10.0 + (1.0 - w) * F.col("fs_norm")
+    # An unscored document must never outrank a scored one (a garbage group's first-stage top
+    # document would otherwise get the best score of its query): it ranks after every scored
+    # document of its query, in first-stage order, and its score is capped at their lowest.
+    lowest_scored = F.min(F.when(~unscored, F.col("fused"))).over(by_query)
     fused = (
         joined.withColumn("fs_norm", first_stage_norm)
         .withColumn("model_score", model_score)
-        .withColumn("status", status)
+        .withColumn(
+            "status",
+            F.when(status.isNull(), F.raise_error(F.concat(
+                F.lit("no score row came back from the model for (qid, docid) = ("),
+                F.col("qid"), F.lit(", "), F.col("docid"), F.lit("); nothing written"),
+            ))).otherwise(status),
+        )
+        .withColumn("unscored", unscored)
+        .withColumn("fused", fused_score)
         .withColumn(
             "score_final",
-            # No usable model score: fall back to the first stage (impute 10 * fs_norm).
-            w * F.coalesce(F.col("model_score") / 10.0, F.col("fs_norm"))
-            + (1.0 - w) * F.col("fs_norm"),
+            F.when(
+                F.col("unscored"), F.least((1.0 - w) * F.col("fs_norm"), lowest_scored)
+            ).otherwise(F.col("fused")),
         )
     )
     ranked = fused.withColumn(
         "new_rank",
         F.row_number().over(
             by_query.orderBy(
-                F.col("score_final").desc(), F.col("first_stage_rank").asc(), F.col("docid").asc()
+                F.col("unscored").asc(),
+                F.when(~F.col("unscored"), F.col("score_final")).desc_nulls_last(),
+                F.col("first_stage_rank").asc(),
+                F.col("docid").asc(),
             )
         ),
     )
@@ -260,8 +355,9 @@ def fuse_and_rank(
         F.transform("repeats", lambda r: r["model_score"]).alias("repeat_scores"),
         F.transform("repeats", lambda r: r["group"]).alias("repeat_groups"),
         "status",
-        F.lit(model_name(settings.model)).alias("model"),
-        F.lit(settings.digest(template.source_text)).alias("settings_digest"),
+        F.lit(ref.name).alias("model"),
+        F.lit(ref.digest).alias("model_digest"),
+        F.lit(settings.digest(template.source_text, ref.digest)).alias("settings_digest"),
         F.lit(run_date).cast(T.DateType()).alias("run_date"),
     ).select(*RERANKED.fieldNames())
 

@@ -21,6 +21,9 @@ CANDIDATES = T.StructType(
 )
 CANDIDATES_REQUIRED = {"qid", "query", "docid", "text", "score"}
 
+# What the retrieval UDF returns: the candidates columns that retrieval decides.
+RETRIEVED = T.StructType([CANDIDATES[name] for name in ("qid", "docid", "score", "rank")])
+
 
 def validate_candidates(df: DataFrame) -> DataFrame:
     """Checks the candidates columns and returns the table with declared types and column order.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from schemas.validation import check_columns
@@ -26,7 +27,16 @@ def validate_corpus(df: DataFrame) -> DataFrame:
     """
     df = check_columns(df, CORPUS, CORPUS_REQUIRED, "corpus")
     if "title" not in df.columns:
-        from pyspark.sql import functions as F
-
         df = df.withColumn("title", F.lit(None).cast(T.StringType()))
     return df.select(*CORPUS.fieldNames())
+
+
+def document_text() -> Column:
+    """A corpus row's document text, the one definition every stage uses: the title, when there
+    is one, then a space and the text. BM25 and the dense encoder index it, and it becomes the
+    candidates' ``text`` that the reranker reads, so first stage and reranker see the same text.
+
+    Example:
+        >>> corpus.select("docid", document_text().alias("text"))  # doctest: +SKIP
+    """
+    return F.concat_ws(" ", F.col("title"), F.coalesce(F.col("text"), F.lit("")))

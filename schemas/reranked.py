@@ -15,6 +15,10 @@ SCORING_GROUPS = T.StructType(
         T.StructField("texts", T.ArrayType(T.StringType(), True), False),
         # First-stage scores, aligned with docids (read by backbones that use them).
         T.StructField("scores", T.ArrayType(T.DoubleType(), False), False),
+        # Precomputed embeddings (models with precomputed_embeddings only): the query's, and each
+        # document's aligned with docids; absent for other models.
+        T.StructField("query_vector", T.ArrayType(T.FloatType(), False), True),
+        T.StructField("vectors", T.ArrayType(T.ArrayType(T.FloatType(), False), False), True),
     ]
 )
 
@@ -54,9 +58,12 @@ RERANKED = T.StructType(
         # Per repeat (index = repeat number): the model score (null if unusable) and the group id.
         T.StructField("repeat_scores", T.ArrayType(T.DoubleType(), True), True),
         T.StructField("repeat_groups", T.ArrayType(T.IntegerType(), True), True),
-        # ok | partial | unparsed | missing_score | out_of_range | empty_text | empty_query
+        # One of grouprank.parsing.STATUSES (listed in the README and docs/ARCHITECTURE.md).
         T.StructField("status", T.StringType(), False),
+        # The model's display name, and a hash of its weight, tokenizer and config files.
         T.StructField("model", T.StringType(), False),
+        T.StructField("model_digest", T.StringType(), False),
+        # Hash of every setting, the prompt template's text and the model digest.
         T.StructField("settings_digest", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),
     ]

@@ -6,6 +6,8 @@
 A generated block sits between ``<!-- schema: schemas.reranked.RERANKED -->`` and
 ``<!-- /schema -->``; the marker names the module and the StructType. Each column's meaning is the
 comment written above its ``StructField`` in that module (``tests/test_docs.py`` runs the check).
+A ``<!-- statuses -->`` ... ``<!-- /statuses -->`` block lists every per-document status from
+``grouprank.parsing.STATUSES``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = (REPO / "docs" / "ARCHITECTURE.md",)
+DOCS = (REPO / "docs" / "ARCHITECTURE.md", REPO / "README.md")
 _BLOCK = re.compile(r"(<!-- schema: ([\w.]+) -->\n)(.*?)(<!-- /schema -->)", re.DOTALL)
+_STATUSES = re.compile(r"(<!-- statuses -->\n)(.*?)(<!-- /statuses -->)", re.DOTALL)
 
 
 def column_comments(module, name: str) -> dict[str, str]:
@@ -64,9 +67,19 @@ def schema_table(ref: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def status_table() -> str:
+    """A markdown table of every per-document status and its meaning."""
+    from grouprank.parsing import STATUSES
+
+    rows = ["| status | meaning |", "| --- | --- |"]
+    rows += [f"| `{name}` | {meaning} |" for name, meaning in STATUSES.items()]
+    return "\n".join(rows) + "\n"
+
+
 def render(text: str) -> str:
-    """``text`` with every generated block rewritten from its StructType."""
-    return _BLOCK.sub(lambda m: m.group(1) + schema_table(m.group(2)) + m.group(4), text)
+    """``text`` with every generated block rewritten from its StructType or the status list."""
+    text = _BLOCK.sub(lambda m: m.group(1) + schema_table(m.group(2)) + m.group(4), text)
+    return _STATUSES.sub(lambda m: m.group(1) + status_table() + m.group(3), text)
 
 
 def main(argv: list[str] | None = None) -> int:

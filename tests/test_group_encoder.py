@@ -173,7 +173,8 @@ def test_sft_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path):
 
 def test_sft_resumes_after_a_crash_to_the_same_weights(tmp_path, monkeypatch):
     samples = make_samples()
-    config = _config(epochs=2, save_every=2)
+    # Dropout on: the resumed run must continue with the same random draws.
+    config = _config(epochs=2, save_every=2, dropout=0.3)
     train_sft(samples, "minilm", tmp_path / "clean", config)
 
     real_loss, calls = trainer.sft_loss, {"n": 0}
@@ -212,6 +213,16 @@ def _greedy_reward(path, samples) -> float:
         group_reward(scores[b, :n].tolist(), batch["targets"][b, :n].tolist())
         for b, n in enumerate(sizes)
     ]))
+
+
+def test_grpo_kl_compares_policy_and_reference_at_one_temperature(tmp_path):
+    # Before its first update the policy is the reference, so the KL term must be 0 whatever
+    # the sampling temperature (a tempered policy against an untempered reference is not).
+    samples = pd.concat([make_samples(4, "sft"), make_samples(4, "rl", seed=1)])
+    train_sft(samples, "minilm", tmp_path / "sft", _config(max_steps=2))
+    summary = train_rl(samples, tmp_path / "sft", tmp_path / "rl",
+                       _config(max_steps=1, inner_steps=1, temperature=2.0))
+    assert summary["curve"][0]["kl"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_grpo_raises_the_reward_on_a_fixed_batch(tmp_path):

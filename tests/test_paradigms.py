@@ -12,7 +12,7 @@ from grouprank.backends.causal_lm import CausalLMScorer
 from grouprank.backends.listwise import ListwiseScorer
 from grouprank.backends.pointwise import PointwiseScoreScorer, YesNoScorer
 from grouprank.models import load_scorer
-from grouprank.parsing import MISSING_SCORE, OK, UNPARSED
+from grouprank.parsing import OK, REPAIRED
 from grouprank.permutation import (
     Repair,
     apply_permutation,
@@ -101,14 +101,32 @@ def test_bad_paradigm_settings_fail(kwargs, message):
         RerankSettings(**kwargs)
 
 
-def test_paradigm_settings_change_the_worker_cache_key():
-    keys = {
-        RerankSettings(**kw).scorer_key()
-        for kw in ({}, {"paradigm": "pointwise"}, {"paradigm": "listwise"},
-                   {"paradigm": "pointwise", "pointwise_scorer": "score"},
-                   {"paradigm": "listwise", "window_step": 5})
-    }
-    assert len(keys) == 5
+def test_worker_cache_keeps_one_copy_of_the_weights_across_knobs(tiny_model_dir, monkeypatch):
+    from grouprank.backends.listwise import ListwiseScorer
+    from grouprank.backends.pointwise import YesNoScorer
+    from grouprank.models import model_ref
+    from udfs import cache
+    from udfs.scoring import get_scorer
+
+    ref = model_ref(str(tiny_model_dir))
+    before = cache.loads()
+    variants = [
+        RerankSettings(model=ref.spec, paradigm="pointwise", batch_tokens=512),
+        RerankSettings(model=ref.spec, paradigm="listwise", window_step=5),
+        RerankSettings(model=ref.spec, max_new_tokens=8, max_doc_tokens=32),
+    ]
+    scorers = [get_scorer(s, ref, "cpu") for s in variants]
+    assert cache.loads() - before == 1  # knobs apply per call, on one loaded model
+    assert isinstance(scorers[0], YesNoScorer) and scorers[0].batch_tokens == 512
+    assert isinstance(scorers[1], ListwiseScorer) and scorers[1].window_step == 5
+    assert scorers[2].max_doc_tokens == 32
+    assert len({id(s.model) for s in scorers}) == 1
+    # At most GROUPRANK_WORKER_MODELS models stay loaded: one more evicts the least recent.
+    monkeypatch.setenv("GROUPRANK_WORKER_MODELS", "1")
+    other = cache.cached(("another model",), lambda: object())
+    assert cache.cached_keys() == [("another model",)] and other is not None
+    again = get_scorer(variants[0], ref, "cpu")
+    assert cache.loads() - before == 3 and again.model is not scorers[0].model
 
 
 def test_cli_exposes_the_paradigm_flags():
@@ -214,7 +232,7 @@ def test_listwise_order_replays_from_the_window_outputs(listwise):
             expected[position] = 10.0 * (n - rank) / n
         assert result.scores == pytest.approx(expected)
         assert [s == OK for s in result.statuses] == [placed_by_model[i] for i in range(n)]
-        assert set(result.statuses) <= {OK, MISSING_SCORE, UNPARSED}
+        assert set(result.statuses) <= {OK, REPAIRED}
         assert result.generated_tokens > 0 and result.prompt_tokens > 0
     assert listwise.repairs["windows"] == 3 + 1
 
@@ -289,5 +307,5 @@ def test_listwise_job_scores_are_rank_positions(spark, tiny_model_dir, tmp_path)
         n = len(part)
         assert sorted(part.model_score) == pytest.approx([10.0 * k / n for k in range(1, n + 1)])
         assert part.repeat_groups.map(list).tolist() == [[0]] * n
-    assert set(table.status) <= {OK, MISSING_SCORE, UNPARSED}
+    assert set(table.status) <= {OK, REPAIRED}
     assert (table.run_date == dt.date(2026, 11, 27)).all()

@@ -153,7 +153,6 @@ def test_rerun_is_idempotent_and_dates_accumulate(spark, settings, tmp_path):
     # A different fusion weight reuses the loaded model: a worker that already scored does not
     # load again (loads are cumulative per Python worker, so compare worker by worker).
     rerun = RerankSettings(**{**settings.__dict__, "fusion_weight": 0.5})
-    assert rerun.scorer_key() == settings.scorer_key()
     seen = dict(summary["scoring"]["model_loads_by_worker"])
     for run_settings in (rerun, settings):
         again = rerank_job.run(_job(cand, out), run_settings)

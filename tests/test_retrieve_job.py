@@ -120,3 +120,21 @@ def test_bad_flags_fail_before_work(tables):
         retrieve.run(retrieve.RetrieveJob(corpus="a/b", queries="a/c", output="a/d", top_k=0))
     with pytest.raises(ValueError, match="--alpha"):
         retrieve.run(retrieve.RetrieveJob(corpus="a/b", queries="a/c", output="a/d", alpha=2.0))
+
+
+def test_the_reranker_reads_the_text_the_first_stage_indexed(spark, tmp_path):
+    # A titled corpus: BM25 finds d2 only through its title, and the candidates' text (what the
+    # reranker reads) is title + " " + text, the one document text definition.
+    spark.createDataFrame(
+        [("d1", "about cats", None), ("d2", "about nothing", "Zebra facts")],
+        "docid string, text string, title string",
+    ).write.format("delta").save(str(tmp_path / "corpus"))
+    spark.createDataFrame([("q1", "zebra")], "qid string, query string").write.format(
+        "delta").save(str(tmp_path / "queries"))
+    out = tmp_path / "candidates"
+    retrieve.run(retrieve.RetrieveJob(corpus=str(tmp_path / "corpus"),
+                                      queries=str(tmp_path / "queries"), output=str(out),
+                                      method="bm25", top_k=2))
+    rows = {r["docid"]: r["text"] for r in spark.read.format("delta").load(str(out)).collect()}
+    assert rows["d2"] == "Zebra facts about nothing"
+    assert rows.get("d1", "about cats") == "about cats"

@@ -35,7 +35,7 @@ def samples_table(spark, tmp_path_factory):
         rows.append((
             r.sample_id, r.qid, r.query, list(r.docids), list(r.texts),
             list(r.first_stage_scores), list(r.target_scores), target_ranks, n, r.split,
-            target_ranks, target_ranks, 0, "{}", "prompt", "completion", DAY,
+            target_ranks, target_ranks, 0, "{}", "prompt", "completion", "0123456789abcdef", DAY,
         ))
     path = str(tmp_path_factory.mktemp("train") / "samples")
     spark.createDataFrame(rows, SAMPLES).write.format("delta").save(path)
@@ -92,6 +92,17 @@ def test_samples_missing_a_column_are_named(spark, tmp_path, capsys):
     assert train_sft.main(["--base", "minilm", "--samples", path, "--output", "x"]) == 2
     err = capsys.readouterr().err
     assert "missing column 'target_scores'" in err and "missing column 'texts'" in err
+
+
+def test_llm_training_refuses_prompts_in_another_models_chat_format(
+    samples_table, tiny_model_dir, tmp_path, capsys
+):
+    # The table's prompts were rendered with chat template 0123456789abcdef, not the tiny Llama's.
+    code = train_sft.main(["--base", str(tiny_model_dir)] + _flags(samples_table, tmp_path / "o"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "rendered with chat template(s) ['0123456789abcdef']" in err and "--chat-model" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_backbone_follows_the_model_argument(tiny_model_dir, tmp_path):

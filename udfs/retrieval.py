@@ -4,7 +4,7 @@
 Operating limits, as for ``pyspark.ml.functions.predict_batch_udf``: the closure captures only
 the ``IndexBundle`` (bytes; PySpark broadcasts a pickled function above its broadcast threshold,
 so a large index is sent once per executor, not once per task). Each Python worker unpacks the
-bundle once and caches it keyed by the bundle's digest (``udfs.scoring.cached``); with
+bundle once and caches it keyed by the bundle's digest (``udfs.cache.cached``); with
 ``spark.python.worker.reuse`` (the default) later tasks reuse it. Memory per worker is the index
 (see ``grouprank.retrieval``) plus, for dense and hybrid, the 90 MB encoder and a
 (batch × documents) float64 score matrix, bounded by ``chunk_queries``.
@@ -15,14 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pandas as pd
-from pyspark.sql import types as T
 
 from grouprank.retrieval import IndexBundle, Retriever
-from schemas.candidates import CANDIDATES
-from udfs.scoring import cached, task_device
-
-# What the retrieval UDF returns: the candidates columns that retrieval decides.
-RETRIEVED = T.StructType([CANDIDATES[name] for name in ("qid", "docid", "score", "rank")])
+from schemas.candidates import RETRIEVED
+from udfs.cache import cached, task_device
 
 
 def get_retriever(bundle: IndexBundle, device: str) -> Retriever:

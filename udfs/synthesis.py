@@ -13,10 +13,11 @@ import pandas as pd
 
 from grouprank import synthesis as syn
 from grouprank.backends import GroupInput
+from grouprank.backends.base import check_result
 from grouprank.parsing import OK
 from grouprank.teachers import FIRST_STAGE, TeacherSpec, load_teacher, teacher_digest
 from schemas.samples import SAMPLES
-from udfs.scoring import cached, task_device
+from udfs.cache import cached, task_device
 
 _SAMPLE_COLUMNS = [c for c in SAMPLES.fieldNames() if c != "run_date"]
 
@@ -48,7 +49,7 @@ def synthesize_udf(
             p_scores = _teacher_scores(pointwise, pools, device)
             l_scores = _teacher_scores(listwise, pools, device)
             rows = []
-            for pool, ps, ls in zip(pools, p_scores, l_scores):
+            for pool, ps, ls in zip(pools, p_scores, l_scores, strict=True):
                 rows.extend(_samples(pool, ps, ls, settings, teachers, chat))
             yield pd.DataFrame(rows, columns=_SAMPLE_COLUMNS)
 
@@ -80,8 +81,15 @@ def _teacher_scores(
         return [_minmax10(p.scores) for p in pools]
     teacher = cached(("teacher", spec), lambda: load_teacher(spec, device))
     results = teacher.score_groups([GroupInput(p.query, tuple(p.texts)) for p in pools])
+    if len(results) != len(pools):
+        raise RuntimeError(
+            f"teacher {spec.id} returned {len(results)} results for {len(pools)} pools"
+        )
+    for pool, result in zip(pools, results, strict=True):
+        check_result(result, len(pool.docids), f"the pool of qid {pool.qid!r}")
     return [
-        [s if st == OK else None for s, st in zip(r.scores, r.statuses)] for r in results
+        [s if st == OK else None for s, st in zip(r.scores, r.statuses, strict=True)]
+        for r in results
     ]
 
 
@@ -122,6 +130,7 @@ def _samples(pool, p_scores, l_scores, settings, teachers: str, chat) -> list[tu
                 teachers,
                 chat.prompt(pool.query, texts),
                 syn.completion_text(sample.target_scores, sample.target_ranks),
+                chat.template_digest,
             )
         )
     return rows
@@ -134,9 +143,10 @@ class _ChatPrompts:
         from transformers import AutoTokenizer
 
         from grouprank.models import resolve_model
-        from grouprank.prompts import load_template
+        from grouprank.prompts import chat_template_digest, load_template
 
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(chat_model))
+        self.template_digest = chat_template_digest(self.tokenizer)
         self.template = load_template()
         self.max_doc_tokens = max_doc_tokens
 

@@ -15,6 +15,10 @@ class GroupInput:
     # First-stage scores aligned with ``texts`` (higher is better), or empty when unknown. LLM
     # backbones ignore them; the group-encoder backbone reads them as features.
     first_stage: tuple[float, ...] = ()
+    # Precomputed embeddings, for backbones that declare ``precomputed_embeddings``: the query's
+    # vector (E,) and the documents' (N, E), numpy or torch; None = encode ``query``/``texts``.
+    query_vector: object | None = None
+    vectors: object | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,27 @@ class GroupScorer(Protocol):
 
     # A short identifier written to the output's `model` column.
     name: str
+    # Optional class attribute, False when absent: True if documents and queries are embedded
+    # each on its own (independent of the rest of the group), so the job can embed each distinct
+    # text once and pass ``GroupInput.vectors`` (``embedding_key`` then names the embedding space).
+    #   precomputed_embeddings: bool
 
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
         """Scores every document of every group; one result per group, in input order."""
         ...
+
+
+def check_result(result: GroupResult, documents: int, where: str) -> None:
+    """Fails loudly, naming the group, unless a result has one score and one status per document.
+
+    Example:
+        >>> check_result(GroupResult([1.0], ["ok"], 0, 0), 2, "group 3")
+        Traceback (most recent call last):
+        ...
+        RuntimeError: the scorer returned 1 scores and 1 statuses for the 2 documents of group 3
+    """
+    if len(result.scores) != documents or len(result.statuses) != documents:
+        raise RuntimeError(
+            f"the scorer returned {len(result.scores)} scores and {len(result.statuses)} "
+            f"statuses for the {documents} documents of {where}"
+        )

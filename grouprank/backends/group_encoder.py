@@ -16,11 +16,13 @@ config names them (``"minilm"`` = the package-shipped MiniLM, else a directory).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -203,26 +205,44 @@ def pad_groups(
 
 
 class GroupEncoderScorer:
-    """The group-encoder backbone behind the ``GroupScorer`` interface of the reranking job."""
+    """The group-encoder backbone behind the ``GroupScorer`` interface of the reranking job.
 
-    def __init__(self, path: str | Path, device: str = "cpu", name: str | None = None) -> None:
+    Documents and queries are embedded each on its own (``precomputed_embeddings``), so the job
+    can embed each distinct text once and pass the vectors in ``GroupInput``; groups without
+    vectors are embedded here. The encoder runs at ``precision`` (``grouprank.encoding``); the
+    head always runs in fp32.
+    """
+
+    precomputed_embeddings = True
+
+    def __init__(
+        self, path: str | Path, device: str = "cpu", name: str | None = None,
+        precision: str = "fp32",
+    ) -> None:
         self.head = load_head(path, device)
         config = self.head.config
         self.encoder = load_sentence_encoder(config.encoder, device, config.max_doc_tokens)
         self.device = device
         self.name = name or Path(path).expanduser().name
+        self.precision = precision
+
+    def with_precision(self, precision: str) -> GroupEncoderScorer:
+        """The same loaded weights, encoding at ``precision`` (no copy of the model)."""
+        other = copy.copy(self)
+        other.precision = precision
+        return other
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalised encoder embeddings of ``texts`` (what ``GroupInput.vectors`` holds)."""
+        from grouprank.encoding import encode_texts
+
+        return encode_texts(self.encoder, list(texts), self.precision)
 
     @torch.inference_mode()
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
         if not groups:
             return []
-        queries = self._encode([g.query for g in groups])
-        texts = [t for g in groups for t in g.texts]
-        flat = self._encode(texts)
-        blocks, start = [], 0
-        for group in groups:
-            blocks.append(flat[start : start + len(group.texts)])
-            start += len(group.texts)
+        queries, blocks = self._vectors(groups)
         batch = pad_groups(queries, blocks, [g.first_stage for g in groups])
         logits = self.head(*(t.to(self.device) for t in batch))
         scores = expected_scores(logits).cpu()
@@ -236,8 +256,31 @@ class GroupEncoderScorer:
             for i, g in enumerate(groups)
         ]
 
-    def _encode(self, texts: list[str]) -> torch.Tensor:
-        return self.encoder.encode(
-            texts, batch_size=64, convert_to_tensor=True, normalize_embeddings=True,
-            show_progress_bar=False,
-        ).cpu()
+    def _vectors(self, groups: Sequence[GroupInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Query vectors (B, E) and each group's document vectors, given or embedded here."""
+        given = [g.vectors is not None and g.query_vector is not None for g in groups]
+        need = [g for g, has in zip(groups, given, strict=True) if not has]
+        queries = iter(self.embed([g.query for g in need]) if need else [])
+        flat = self.embed([t for g in need for t in g.texts]) if need else None
+        start, query_rows, blocks = 0, [], []
+        for group, has in zip(groups, given, strict=True):
+            n = len(group.texts)
+            if has:
+                docs = torch.as_tensor(_stack(group.vectors), dtype=torch.float32)
+                if docs.shape[0] != n:
+                    raise ValueError(f"{docs.shape[0]} vectors for a group of {n} documents")
+                query_rows.append(torch.as_tensor(_stack(group.query_vector), dtype=torch.float32))
+                blocks.append(docs)
+            else:
+                query_rows.append(next(queries))
+                blocks.append(flat[start : start + n])
+                start += n
+        return torch.stack(query_rows), blocks
+
+
+def _stack(value) -> np.ndarray:
+    """A vector or a sequence of vectors (lists, arrays, Arrow-made object arrays) as float32."""
+    array = np.asarray(value)
+    if array.dtype == object:
+        array = np.stack([np.asarray(v, dtype=np.float32) for v in value])
+    return array.astype(np.float32, copy=False)

@@ -11,9 +11,9 @@ batch.
 
 The final order becomes 0-10 scores with ``grouprank.permutation.rank_scores`` (10 for rank 1,
 ``10 / n`` for rank n). A document keeps status ``ok`` when the model named it in every window it
-took part in; when repair had to place it (the model left it out) it is ``missing_score``, or
-``unparsed`` when the window's output named no valid id at all. Its score is still that of its
-place in the repaired order, as rank_llm ranks it.
+took part in; when repair had to place it (the model left it out, or the window's output named no
+valid id at all) it is ``repaired``. Its score is still that of its place in the repaired order,
+as rank_llm ranks it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from grouprank.backends.lm import (
     generate_greedy,
     token_batches,
 )
-from grouprank.parsing import MISSING_SCORE, OK, UNPARSED
+from grouprank.parsing import OK, REPAIRED
 from grouprank.permutation import apply_permutation, parse_permutation, rank_scores, sliding_windows
 from grouprank.prompts import ChatTemplate
 
@@ -139,10 +139,9 @@ class ListwiseScorer(LoadedCausalLM):
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
                 permutation, repair = parse_permutation(text, end - start)
                 window = run.order[start:end]
-                unplaced = UNPARSED if repair.missing == end - start else MISSING_SCORE
                 for local in permutation[len(permutation) - repair.missing :]:
                     if run.statuses[window[local]] == OK:
-                        run.statuses[window[local]] = unplaced
+                        run.statuses[window[local]] = REPAIRED
                 run.order = apply_permutation(run.order, start, end, permutation)
                 run.prompt_tokens += len(prompts[i])
                 run.generated_tokens += len(tokens)

@@ -179,7 +179,7 @@ def train_rl(
     def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         return grpo_step(head, reference, optimizer, batch, config, generator)
 
-    return _run("rl", head, optimizer, data, step, output, config, str(init))
+    return _run("rl", head, optimizer, data, step, output, config, str(init), generator)
 
 
 def sft_loss(
@@ -230,7 +230,8 @@ def grpo_step(
     head.eval()
     with torch.no_grad():
         old_logits = head(*inputs) / config.temperature
-        ref_log_probs = reference(*inputs).log_softmax(-1)
+        # The KL term compares policy and reference at the same (sampling) temperature.
+        ref_log_probs = (reference(*inputs) / config.temperature).log_softmax(-1)
         old_log_probs = old_logits.log_softmax(-1)
         # (K, B, N) integer scores, one draw per document per rollout.
         draws = torch.multinomial(
@@ -306,8 +307,16 @@ def _rollout_rewards(
     return rewards
 
 
-def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> dict:
-    """The shared loop: seeded batches, resume, periodic checkpoints, summary."""
+def _run(
+    stage, head, optimizer, data: _Data, step, output, config, source,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """The shared loop: seeded batches, resume, periodic checkpoints, summary.
+
+    Checkpoints hold the random states (torch's global one, which dropout draws from, and the
+    rollout ``generator``), so a resumed run continues with exactly the draws an uninterrupted
+    one would make.
+    """
     output = Path(output)
     started = time.time()
     world, rank = _world()
@@ -315,7 +324,7 @@ def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> d
     total = per_epoch * config.epochs
     if config.max_steps >= 0:
         total = min(total, config.max_steps)
-    done, curve = _resume(head, optimizer, output)
+    done, curve = _resume(head, optimizer, output, generator)
     if done:
         log.info("%s: resuming at step %d of %d from %s", stage, done, total, output)
     for number, batch in enumerate(_batches(data, config, world, rank), start=1):
@@ -328,7 +337,7 @@ def _run(stage, head, optimizer, data: _Data, step, output, config, source) -> d
         if number % 20 == 0 or number == total:
             log.info("%s step %d/%d %s", stage, number, total, stats)
         if rank == 0 and config.save_every and number % config.save_every == 0 and number < total:
-            _checkpoint(head, optimizer, output, number, curve)
+            _checkpoint(head, optimizer, output, number, curve, generator)
     if rank:
         return {"stage": stage, "rank": rank}
     save_head(head, output)
@@ -369,12 +378,19 @@ def _batches(
                    "targets": targets}
 
 
-def _checkpoint(head, optimizer, output: Path, number: int, curve: list) -> None:
+def _checkpoint(
+    head, optimizer, output: Path, number: int, curve: list,
+    generator: torch.Generator | None = None,
+) -> None:
     target = output / "checkpoints" / f"step-{number:06d}"
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     save_head(head, staging)
-    torch.save({"optimizer": optimizer.state_dict(), "step": number}, staging / _STATE_FILE)
+    state = {"optimizer": optimizer.state_dict(), "step": number,
+             "torch_rng": torch.get_rng_state()}
+    if generator is not None:
+        state["generator_rng"] = generator.get_state()
+    torch.save(state, staging / _STATE_FILE)
     (staging / "curve.json").write_text(json.dumps(curve))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
@@ -382,7 +398,9 @@ def _checkpoint(head, optimizer, output: Path, number: int, curve: list) -> None
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _resume(head, optimizer, output: Path) -> tuple[int, list]:
+def _resume(
+    head, optimizer, output: Path, generator: torch.Generator | None = None
+) -> tuple[int, list]:
     from safetensors.torch import load_file
 
     found = sorted((output / "checkpoints").glob("step-??????"))
@@ -392,6 +410,9 @@ def _resume(head, optimizer, output: Path) -> tuple[int, list]:
     head.load_state_dict(load_file(str(last / "head.safetensors")))
     state = torch.load(last / _STATE_FILE, weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if generator is not None:
+        generator.set_state(state["generator_rng"])
     return int(state["step"]), json.loads((last / "curve.json").read_text())
 
 

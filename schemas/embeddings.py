@@ -1,0 +1,67 @@
+"""Sentence-encoder embeddings: the rows the embedding stage reads and writes, and the store.
+
+The store is a Delta table shared across runs and jobs: one row per (encoder, token limit,
+precision, text digest), so a text is encoded once per encoder, ever. It is only appended to,
+by an insert-only MERGE on that key, so concurrent jobs, reruns and killed jobs never leave a
+duplicate key or a partial row.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from schemas.validation import SchemaError
+
+# One row per distinct text to embed (documents and queries alike).
+EMBEDDING_TEXTS = T.StructType(
+    [
+        # sha256 of the exact text (hex).
+        T.StructField("text_digest", T.StringType(), False),
+        T.StructField("text", T.StringType(), False),
+    ]
+)
+
+# What the embedding UDF returns: one normalised vector per distinct text.
+EMBEDDINGS = T.StructType(
+    [
+        T.StructField("text_digest", T.StringType(), False),
+        T.StructField("vector", T.ArrayType(T.FloatType(), False), False),
+    ]
+)
+
+# The embedding store (--embedding-store).
+EMBEDDING_STORE = T.StructType(
+    [
+        # The encoder's name ("minilm" or its directory), for people reading the table.
+        T.StructField("encoder", T.StringType(), False),
+        # Hash of the encoder's weight, tokenizer and config files: the identity the key uses.
+        T.StructField("encoder_digest", T.StringType(), False),
+        # Tokens of each text the encoder read (longer texts were cut).
+        T.StructField("max_tokens", T.IntegerType(), False),
+        # fp32 or bf16: vectors of different precision are never mixed.
+        T.StructField("precision", T.StringType(), False),
+        # sha256 of the exact text (hex).
+        T.StructField("text_digest", T.StringType(), False),
+        T.StructField("vector", T.ArrayType(T.FloatType(), False), False),
+        # When the row was added.
+        T.StructField("created_at", T.TimestampType(), False),
+    ]
+)
+STORE_KEY = ("encoder_digest", "max_tokens", "precision", "text_digest")
+
+
+def validate_store(df: DataFrame, ref: str) -> None:
+    """Raises ``SchemaError`` naming each column of the store that is missing or mistyped."""
+    have = {f.name: f.dataType for f in df.schema.fields}
+    problems = []
+    for field in EMBEDDING_STORE.fields:
+        if field.name not in have:
+            problems.append(f"missing column {field.name!r}")
+        elif have[field.name] != field.dataType:
+            problems.append(
+                f"column {field.name!r} has type {have[field.name].simpleString()}, "
+                f"expected {field.dataType.simpleString()}"
+            )
+    if problems:
+        raise SchemaError(f"embedding store {ref} is not an embedding store: " + "; ".join(problems))
