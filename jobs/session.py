@@ -6,9 +6,10 @@ A plain Python process (``grouprank rerank``, a test, a local notebook) launches
 gets Delta's jars from the jar cache (``$GROUPRANK_CACHE/jars/<delta artifact>/``, filled once by
 ``--warm``; Ivy never runs in a job) through ``spark.jars``, Spark's log at WARN from the JVM's
 first line (INFO with ``--verbose``), and Spark's console progress bar when a person is watching
-(stderr is a terminal and ``CI`` is unset). Where the JVM or the cluster belongs to someone else
-nothing is added: under spark-submit (its own ``--packages``/``--jars``), on Databricks, and under
-Spark Connect (``SPARK_REMOTE``).
+(stderr is a terminal and ``CI`` is unset). Where the JVM belongs to someone else no jar, JVM
+option or local setting is added: under spark-submit (its own ``--packages``/``--jars``) and on
+Databricks only Delta's two SQL settings when they are missing, as before; under Spark Connect
+(``SPARK_REMOTE``) nothing at all.
 """
 
 from __future__ import annotations
@@ -121,15 +122,19 @@ def get_session(
     if active is not None:
         return active
     builder = SparkSession.builder.appName(app_name)
-    if _runs_elsewhere():
+    if _is_connect():
         return builder.getOrCreate()
     from pyspark import SparkConf
 
     overrides, existing = dict(conf or {}), SparkConf()
+    settings = {k: v for k, v in _DELTA_CONF.items() if not existing.contains(k)}
+    if _jvm_launched_elsewhere():
+        for key, value in {**settings, **overrides}.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
     if master:
         builder = builder.master(master)
     resolved_master = master or existing.get("spark.master", "local[*]")
-    settings = dict(_DELTA_CONF)
     if resolved_master.startswith("local"):
         # Local Python workers must run this interpreter (the project's venv), not `python3`.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -148,14 +153,14 @@ def get_session(
     return builder.getOrCreate()
 
 
-def _runs_elsewhere() -> bool:
-    """True where this process does not launch the JVM: spark-submit launched it (and passed its
-    own --packages/--jars), Databricks runs it, or the session is a Spark Connect client."""
-    return any(
-        name in os.environ
-        for name in ("PYSPARK_GATEWAY_PORT", "DATABRICKS_RUNTIME_VERSION", "SPARK_REMOTE",
-                     "SPARK_CONNECT_MODE_ENABLED")
-    )
+def _is_connect() -> bool:
+    """A Spark Connect client: the server owns its configuration and its jars."""
+    return "SPARK_REMOTE" in os.environ or "SPARK_CONNECT_MODE_ENABLED" in os.environ
+
+
+def _jvm_launched_elsewhere() -> bool:
+    """spark-submit launched the JVM (with its own --packages/--jars), or Databricks did."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def _delta_given(existing, overrides: dict[str, str]) -> bool:

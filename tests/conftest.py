@@ -10,9 +10,27 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    """A local[2] SparkSession with Delta Lake (the jars come from the local Ivy cache)."""
+def fault_file(tmp_path_factory) -> Path:
+    """The file the shared session's Python workers read their injected fault from, per call
+    (tests/faults/sitecustomize.py); empty means no fault."""
+    path = tmp_path_factory.mktemp("fault") / "fault"
+    path.write_text("")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory, fault_file):
+    """A local[2,4] SparkSession with Delta Lake (the jars from the jar cache that
+    ``python -m jobs.session --warm`` fills).
+
+    Two cores, and a failed task is retried up to 4 times as on a cluster, so the fault tests
+    can kill a Python worker inside this session. Its workers carry the fault injector, inert
+    until a test arms it with the ``fault`` fixture.
+    """
     os.environ.setdefault("GROUPRANK_CACHE", str(Path.home() / ".cache" / "grouprank"))
     from jobs.session import get_session
 
@@ -21,11 +39,21 @@ def spark(tmp_path_factory):
         "spark.sql.warehouse.dir": str(warehouse),
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "4",
+        "spark.executorEnv.PYTHONPATH": str(FAULTS),
+        "spark.executorEnv.GROUPRANK_TEST_FAULT_FILE": str(fault_file),
     }
-    session = get_session("grouprank-tests", master="local[2]", conf=conf)
+    session = get_session("grouprank-tests", master="local[2,4]", conf=conf)
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def fault(spark, fault_file):
+    """Arms a fault in the shared session's Python workers (``fault("garbage:0.5")``, the forms
+    are in tests/faults/sitecustomize.py) until the test ends."""
+    yield fault_file.write_text
+    fault_file.write_text("")
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,20 @@
-"""Fault injection for tests/test_faults.py, active only when GROUPRANK_TEST_FAULT is set.
+"""Fault injection for the fault tests, active only when GROUPRANK_TEST_FAULT (one fault for the
+process) or GROUPRANK_TEST_FAULT_FILE (a file holding the fault, read at every call: empty or
+missing means none, so one long-lived session takes a new fault per test) is set.
 
 Python imports ``sitecustomize`` at start-up from PYTHONPATH, so with this folder on the path
 every Spark Python worker patches ``udfs.scoring._score_chunk`` (and, for kill-once, the
-synthesis job's ``udfs.synthesis._teacher_scores``) as soon as it is imported:
+synthesis job's ``udfs.synthesis._teacher_scores``) as soon as it is imported, and a job's driver
+patches ``jobs.tables.write_run_date_partition``:
 
     kill-once:MARKER   the first chunk scored (or batch of pools taught) anywhere kills its
                        worker process (os._exit)
     stall:MARKER       after a chunk is scored, write MARKER and hang (the test kills the job)
+    hang-once:MARKER   the first chunk scored anywhere writes its worker's pid to MARKER and
+                       hangs (the test kills that worker's executor); the others are scored
     garbage:FRACTION   that fraction of groups get garbage model output (through the real parser)
+    barrier:DIR:N      the driver waits before its Delta write until N writers are waiting in DIR,
+                       so concurrent jobs commit at the same moment
 """
 
 import importlib.abc
@@ -18,6 +25,7 @@ import time
 import zlib
 
 _FAULT = os.environ.get("GROUPRANK_TEST_FAULT", "")
+_FAULT_FILE = os.environ.get("GROUPRANK_TEST_FAULT_FILE", "")
 
 _GARBAGE = [
     "",
@@ -38,11 +46,58 @@ def _kill_once(marker: str) -> None:
     os._exit(137)  # like an OOM kill: no cleanup, no Python exception
 
 
+def _hang_once(marker: str) -> None:
+    """Hangs this process the first time any process gets here, with its pid in the marker."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.close(fd)
+    time.sleep(3600)
+
+
+def fault() -> tuple[str, str]:
+    """The fault armed now, as (kind, argument)."""
+    text = _FAULT
+    if not text and _FAULT_FILE:
+        try:
+            with open(_FAULT_FILE) as handle:
+                text = handle.read().strip()
+        except OSError:
+            text = ""
+    kind, _, arg = text.partition(":")
+    return kind, arg
+
+
+def barrier(arg: str, timeout: float = 600.0, stop=lambda: False) -> None:
+    """Joins the barrier ``DIR:N``: marks this writer in DIR, waits until N writers are there
+    (or ``timeout`` seconds pass, or ``stop()`` says the others will not come)."""
+    folder, _, count = arg.rpartition(":")
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline and not stop():
+        time.sleep(0.2)
+
+
+def _patch_tables(module) -> None:
+    original = module.write_run_date_partition
+
+    def write_run_date_partition(*args, **kwargs):
+        kind, arg = fault()
+        if kind == "barrier":
+            barrier(arg)
+        return original(*args, **kwargs)
+
+    module.write_run_date_partition = write_run_date_partition
+
+
 def _patch_synthesis(module) -> None:
     original = module._teacher_scores
-    kind, _, arg = _FAULT.partition(":")
 
     def teacher_scores(*args, **kwargs):
+        kind, arg = fault()
         if kind == "kill-once":
             _kill_once(arg)
         return original(*args, **kwargs)
@@ -52,11 +107,14 @@ def _patch_synthesis(module) -> None:
 
 def _patch(module) -> None:
     original = module._score_chunk
-    kind, _, arg = _FAULT.partition(":")
 
     def score_chunk(scorer, chunk):
+        kind, arg = fault()
         if kind == "kill-once":
             _kill_once(arg)
+            return original(scorer, chunk)
+        if kind == "hang-once":
+            _hang_once(arg)
             return original(scorer, chunk)
         if kind == "stall":
             frame = original(scorer, chunk)
@@ -91,7 +149,8 @@ class _GarbageScorer:
         return out
 
 
-_PATCHES = {"udfs.scoring": _patch, "udfs.synthesis": _patch_synthesis}
+_PATCHES = {"udfs.scoring": _patch, "udfs.synthesis": _patch_synthesis,
+            "jobs.tables": _patch_tables}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -105,11 +164,13 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
-            _PATCHES[name](module)
+            # A zip's loader is shared by all its modules (a wheel on --py-files): patch only this.
+            if module.__name__ == name:
+                _PATCHES[name](module)
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-if _FAULT:
+if _FAULT or _FAULT_FILE:
     sys.meta_path.insert(0, _Finder())
