@@ -159,6 +159,48 @@ def _hits(rels: Sequence[int]) -> int:
     return sum(1 for rel in rels if rel >= RELEVANCE_LEVEL)
 
 
+MODEL_SCORE_MAX = 10.0
+"""Model scores run from 0 to this; calibration reads ``score / MODEL_SCORE_MAX`` as the
+predicted chance that a document is relevant."""
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """The documents whose model score fell in one bin: how many, their mean predicted chance of
+    relevance (score / 10) and the share of them judged relevant (unjudged count as not)."""
+
+    # 0-based; bin b of n covers model scores [10 b / n, 10 (b + 1) / n), the last one with 10.
+    index: int
+    documents: int
+    confidence: float
+    relevant_share: float
+
+
+def calibration_bin(score: float, bins: int) -> int:
+    """The bin of a 0-10 model score among ``bins`` equal bins (10 falls in the last one).
+
+    Example:
+        >>> calibration_bin(0.0, 10), calibration_bin(3.99, 10), calibration_bin(10.0, 10)
+        (0, 3, 9)
+    """
+    return min(max(int(score / MODEL_SCORE_MAX * bins), 0), bins - 1)
+
+
+def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float:
+    """ECE: the document-weighted mean gap between the predicted chance and the relevant share.
+
+    Example:
+        >>> expected_calibration_error([CalibrationBin(2, 3, 0.25, 0.0),
+        ...                             CalibrationBin(8, 1, 0.85, 1.0)])  # (3*.25 + .15) / 4
+        0.225
+    """
+    total = sum(b.documents for b in bins)
+    if not total:
+        return 0.0
+    gaps = sum(b.documents * abs(b.relevant_share - b.confidence) for b in bins)
+    return round(gaps / total, 12)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """A paired comparison of two runs on one metric, over the queries both were scored on."""

@@ -20,7 +20,14 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from grouprank.metrics import Metric, deepest_cutoff
+from grouprank.metrics import (
+    MODEL_SCORE_MAX,
+    RELEVANCE_LEVEL,
+    CalibrationBin,
+    Metric,
+    deepest_cutoff,
+    expected_calibration_error,
+)
 from schemas.candidates import CANDIDATES
 from schemas.metrics import ALL_QUERIES, JUDGED_RANKINGS, METRICS, QUERY_METRICS
 from schemas.qrels import validate_qrels
@@ -153,6 +160,64 @@ def evaluate_run(
     """
     rankings = judged_rankings(run, qrels, deepest_cutoff(metrics), denominator)
     return metrics_table(query_metrics(rankings, metrics), run_date, name)
+
+
+def calibration_bins(
+    run: DataFrame, qrels: DataFrame, bins: int
+) -> tuple[list[CalibrationBin], int]:
+    """The run's documents binned by model score (0-10, ``bins`` equal bins), with each bin's
+    mean predicted chance (score / 10) and share of relevant documents, and the number of
+    queries behind them; two actions, whose results are one small row per non-empty bin.
+
+    Only queries the qrels judge count; unjudged documents count as not relevant (as in
+    trec_eval), and documents without a model score are left out.
+
+    Example:
+        >>> calibration_bins(reranked, check_qrels(qrels), 10)[0][0]  # doctest: +SKIP
+        CalibrationBin(index=0, documents=912, confidence=0.04, relevant_share=0.01)
+    """
+    if bins < 1:
+        raise ValueError(f"calibration needs at least 1 bin, got {bins}")
+    judged = qrels.select("qid").distinct()
+    gains = qrels.select("qid", "docid", "relevance")
+    scored = (
+        run.where(F.col("model_score").isNotNull())
+        .join(judged, "qid", "left_semi")
+        .join(gains, ["qid", "docid"], "left")
+        .withColumn("_confidence", F.col("model_score") / MODEL_SCORE_MAX)
+        .withColumn("_bin", F.least(F.greatest(F.floor(F.col("_confidence") * bins), F.lit(0)),
+                                    F.lit(bins - 1)).cast("int"))
+        .withColumn("_relevant",
+                    (F.coalesce("relevance", F.lit(0)) >= RELEVANCE_LEVEL).cast("double"))
+    )
+    rows = scored.groupBy("_bin").agg(
+        F.count(F.lit(1)).alias("documents"),
+        F.avg("_confidence").alias("confidence"),
+        F.avg("_relevant").alias("share"),
+    ).orderBy("_bin").collect()
+    queries = scored.select("qid").distinct().count()
+    return [CalibrationBin(r["_bin"], r["documents"], r["confidence"], r["share"])
+            for r in rows], queries
+
+
+def calibration_rows(
+    spark, bins: list[CalibrationBin], queries: int, run_date: dt.date, name: str
+) -> DataFrame:
+    """Calibration as metrics rows (``schemas.METRICS``, qid ``all``): ``Calibration@binB`` is
+    bin B's share of relevant documents, ``Documents@binB`` its number of documents, and
+    ``ECE`` the expected calibration error; ``num_queries`` is the judged queries scored.
+
+    Example:
+        >>> calibration_rows(spark, *calibration_bins(run, qrels, 10), day, "nightly")
+        ... # doctest: +SKIP
+    """
+    values = [(f"Calibration@bin{b.index}", b.relevant_share) for b in bins]
+    values += [(f"Documents@bin{b.index}", float(b.documents)) for b in bins]
+    values.append(("ECE", expected_calibration_error(bins)))
+    return spark.createDataFrame(
+        [(run_date, name, ALL_QUERIES, metric, float(value), queries)
+         for metric, value in values], METRICS,
+    )
 
 
 def unjudged_queries(run: DataFrame, qrels: DataFrame) -> int:

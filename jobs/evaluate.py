@@ -2,17 +2,22 @@
 
     grouprank evaluate --run RUN --qrels QRELS --output METRICS --run-date 2026-11-27 \\
         [--name NAME] [--metrics ndcg@10,recall@10,recall@100,mrr@10,map] \\
-        [--denominator qrels|run] [--queries QUERIES] [--baseline NAME] [--test randomisation]
+        [--denominator qrels|run] [--queries QUERIES] [--baseline NAME] [--test randomisation] \\
+        [--calibration-bins 10]
     spark-submit jobs/evaluate.py <same flags>
 
 RUN is a reranked or candidates table (path or name; a table with a ``run_date`` column is read
 for ``--run-date`` only), a TREC run file, or a rank_llm JSONL file;
 QRELS a qrels table or a TREC qrels file. The output holds one row per (run_date, name, qid,
 metric) and a mean row per metric with qid ``all``; a rerun replaces the same (run_date, name).
+With ``--calibration-bins N`` (a run with ``model_score``), ``all`` rows ``Calibration@binB``
+(share of relevant documents among those scored in bin B of N over 0-10), ``Documents@binB``
+and ``ECE`` (expected calibration error) show which ``--min-score`` a serving index can trust.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import sys
@@ -28,6 +33,8 @@ from grouprank import formats
 from grouprank.metrics import Comparison, compare_runs, parse_metrics
 from jobs.entry import print_summary, run_job
 from jobs.eval_transforms import (
+    calibration_bins,
+    calibration_rows,
     check_qrels,
     check_run,
     evaluate_run,
@@ -70,6 +77,9 @@ class EvaluateJob:
     baseline: str | None = None
     # Paired significance test of the comparison with --baseline.
     test: Literal["randomisation", "t-test"] = "randomisation"
+    # Model-score bins of the calibration rows (share relevant per bin, ECE); 0: none. Needs a
+    # run with model_score (a reranked table).
+    calibration_bins: int = 0
 
 
 def run(job: EvaluateJob) -> dict:
@@ -80,6 +90,9 @@ def run(job: EvaluateJob) -> dict:
     name = job.name or _default_name(job.run)
     if not _NAME.match(name):
         raise ValueError(f"--name {name!r} may hold only letters, digits, spaces and ._+@:/-")
+    if not 0 <= job.calibration_bins <= 100:
+        raise ValueError(f"--calibration-bins must be between 0 and 100, got "
+                         f"{job.calibration_bins}")
     for ref, flag in ((job.run, "--run"), (job.qrels, "--qrels"), (job.output, "--output")):
         check_table_ref(ref, flag)
     for ref, flag in ((job.queries, "--queries"), (job.baseline and job.output, "--output")):
@@ -97,7 +110,10 @@ def run(job: EvaluateJob) -> dict:
     unjudged = unjudged_queries(run_df, qrels)
     if unjudged:
         log.warning("%d queries of the run have no judgements and are not evaluated", unjudged)
-    table = evaluate_run(run_df, qrels, metrics, run_date, name, job.denominator).persist()
+    table = evaluate_run(run_df, qrels, metrics, run_date, name, job.denominator)
+    if job.calibration_bins:
+        table = table.unionByName(_calibration(spark, job, raw_run, qrels, run_date, name))
+    table = table.persist()
     try:
         predicate = f"run_date = DATE'{run_date.isoformat()}' AND name = '{name}'"
         write_delta(table, job.output, replace_where=predicate, partition_by=("run_date",))
@@ -115,10 +131,13 @@ def run(job: EvaluateJob) -> dict:
         "denominator": job.denominator,
         "unjudged_queries_skipped": unjudged,
         "means": {str(m): means[str(m)][0] for m in metrics if str(m) in means},
-        "num_queries": next(iter(means.values()))[1] if means else 0,
+        "num_queries": next((means[str(m)][1] for m in metrics if str(m) in means), 0),
         "comparisons": [asdict(c) for c in comparisons],
         "seconds": round(time.time() - started, 1),
     }
+    if job.calibration_bins:
+        summary["calibration"] = {m: v for m, (v, _) in sorted(means.items())
+                                  if m == "ECE" or m.startswith("Calibration@")}
     print_means(summary, comparisons, job.baseline)
     return summary
 
@@ -163,6 +182,19 @@ def _parsed_lines(spark: SparkSession, path: Path, pattern: str, parse_locally) 
     )
 
 
+def _calibration(
+    spark: SparkSession, job: EvaluateJob, run: DataFrame, qrels: DataFrame,
+    run_date: dt.date, name: str,
+) -> DataFrame:
+    if "model_score" not in run.columns:
+        raise ValueError(f"--calibration-bins needs a run with a model_score column (a reranked "
+                         f"table); {job.run} has {', '.join(run.columns)}")
+    if job.queries:
+        run = remove_excluded(run, read_table(spark, job.queries, "--queries"))
+    bins, queries = calibration_bins(run, qrels, job.calibration_bins)
+    return calibration_rows(spark, bins, queries, run_date, name)
+
+
 def _default_name(ref: str) -> str:
     return Path(ref.rstrip("/")).name or ref
 
@@ -196,6 +228,9 @@ def print_means(summary: dict, comparisons: list[Comparison], baseline: str | No
              f"denominator {summary['denominator']}:"]
     for metric, value in summary["means"].items():
         lines.append(f"  {metric:<12} {value:.4f}")
+    if "calibration" in summary:
+        lines.append(f"  {'ECE':<12} {summary['calibration']['ECE']:.4f}  (calibration of "
+                     f"model_score, {len(summary['calibration']) - 1} bins with documents)")
     if comparisons:
         lines.append(f"vs {baseline}:  metric        diff     wins/ties/losses  "
                      f"p ({comparisons[0].test})")

@@ -133,6 +133,40 @@ def metrics_figure(means: pd.DataFrame, title: str = ""):
     return figure
 
 
+def reliability_figure(calibration: pd.DataFrame, bins: int, title: str = ""):
+    """A reliability diagram of evaluate's calibration rows: per model-score bin, the share of
+    relevant documents (bars, labelled with the documents behind them) against the diagonal a
+    calibrated score would follow (score / 10).
+
+    ``calibration`` has the metrics table's ``metric`` and ``value`` columns for one run's qid
+    ``all`` rows; ``bins`` is the evaluate job's ``--calibration-bins``.
+
+    Example:
+        >>> frame = pd.DataFrame({"metric": ["Calibration@bin0", "Documents@bin0", "ECE"],
+        ...                       "value": [0.1, 40.0, 0.05]})
+        >>> len(reliability_figure(frame, 2).axes[0].patches)
+        1
+    """
+    values = dict(zip(calibration["metric"], calibration["value"]))
+    shown = sorted(int(m.split("@bin")[1]) for m in values if m.startswith("Calibration@bin"))
+    width = 10.0 / bins
+    figure, axes = _figure()
+    bars = axes.bar([(b + 0.5) * width for b in shown],
+                    [values[f"Calibration@bin{b}"] for b in shown], width * 0.9,
+                    label="share relevant")
+    axes.bar_label(bars, [f"{values.get(f'Documents@bin{b}', 0):.0f}" for b in shown],
+                   fontsize=7)
+    axes.plot([0, 10], [0, 1], linestyle="--", color="grey", label="calibrated (score / 10)")
+    axes.set_xlim(0, 10)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("model score bin (documents above each bar)")
+    axes.set_ylabel("share of relevant documents")
+    ece = values.get("ECE")
+    axes.set_title(f"{title} ECE {ece:.3f}" if ece is not None else title)
+    axes.legend(loc="upper left")
+    return figure
+
+
 def training_curve(output: str | Path) -> pd.DataFrame:
     """The per-step curve in a train-sft or train-rl output's ``training_summary.json``, either
     backbone: columns ``step`` and ``loss`` (SFT) or ``step`` and ``reward`` (RL, the mean over

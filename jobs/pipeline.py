@@ -2,17 +2,20 @@
 
     grouprank pipeline --config nightly.yaml [--run-date 2026-11-27]
 
-Stages, in order: retrieve (optional) -> rerank -> evaluate (optional). Each stage is one of the
-project's jobs, called with the same settings as its command line (keys are the flag names with
-underscores), and each is idempotent per run date, so a failed night is simply rerun. A summary
-of every stage (status, seconds, counts, metrics) is printed and, with ``summary:``, stored in a
-Delta table partitioned by run date (replaced on rerun). Example config:
+Stages, in order: retrieve (optional) -> rerank -> evaluate (optional) -> publish (optional).
+Each stage is one of the project's jobs, called with the same settings as its command line (keys
+are the flag names with underscores), and each is idempotent per run date, so a failed night is
+simply rerun (a publish of a night already published commits nothing). A summary of every
+stage (status, seconds, counts, metrics) is printed and, with ``summary:``, stored in a Delta
+table partitioned by run date (replaced on rerun). Example config:
 
     run_date: 2026-11-27          # or --run-date; "today" means the current UTC date
     summary: /data/grouprank/pipeline_runs
     retrieve: {corpus: /data/corpus, queries: /data/queries, output: /data/candidates}
     rerank: {output: /data/reranked, model: default, group_size: 20}   # candidates: retrieve.output
     evaluate: {qrels: /data/qrels, output: /data/metrics, name: nightly}  # run: rerank.output
+    publish: {index: /data/serving, top_k: 10, gate: "nDCG@10>=0.40"}  # reranked: rerank.output
+                                  # with a gate, metrics: evaluate.output, metrics_name: its name
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from typing import Any, Callable
 import yaml
 
 from grouprank.settings import RerankSettings
-from jobs import evaluate, rerank, retrieve
+from jobs import evaluate, publish, rerank, retrieve
 from jobs.entry import run_job
 from jobs.tables import check_table_ref, parse_run_date, write_run_date_partition
 
 log = logging.getLogger("grouprank.pipeline")
-_STAGES = ("retrieve", "rerank", "evaluate")
+_STAGES = ("retrieve", "rerank", "evaluate", "publish")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,14 @@ def load_config(path: str, run_date: str | None = None) -> tuple[dt.date, list[S
         section = {"run": rerank_job.output, **sections["evaluate"], "run_date": day.isoformat()}
         eval_job = _build(evaluate.EvaluateJob, section, "evaluate")
         stages.append(Stage("evaluate", lambda: evaluate.run(eval_job)))
+    if "publish" in sections:
+        section = {"reranked": rerank_job.output, **sections["publish"],
+                   "run_date": day.isoformat()}
+        if "evaluate" in sections and section.get("gate"):
+            section.setdefault("metrics", eval_job.output)
+            section.setdefault("metrics_name", eval_job.name)
+        publish_job = _build(publish.PublishJob, section, "publish")
+        stages.append(Stage("publish", lambda: publish.run(publish_job)))
     return day, stages, summary
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -72,6 +73,8 @@ _TABLE_PROPERTIES = {
     "delta.enableDeletionVectors": "true",
 }
 _SHOWN_CHANGES = 20
+# "RuntimeError: ..." in a wrapped worker traceback (not a JVM class, which has dots).
+_EXCEPTION_LINE = re.compile(r"^\w+(Error|Exception): ")
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,7 @@ def _finish(
     summary = {
         "job": "publish", "action": "publish", "run_date": job.run_date, "index": job.index,
         "log": job.log or default_log(job.index), "outcome": outcome,
-        "gates": [asdict(g) for g in record.gates], "changes": record.counts,
+        "gates": [_gate_summary(g) for g in record.gates], "changes": record.counts,
         "version_before": record.version_before, "version_after": version_after,
         "top_k": job.top_k, "scope": job.scope, "seconds": round(time.time() - started, 1),
     }
@@ -443,6 +446,13 @@ def _finish(
                   f"({r['score']:.4f})" for r in shown]
     print_summary("\n".join(lines), summary)
     return summary
+
+
+def _gate_summary(gate: Gate) -> dict:
+    values = asdict(gate)
+    if gate.passed:
+        del values["message"]  # the message explains a failure only
+    return values
 
 
 def _export(changes: DataFrame, path: str) -> None:
@@ -511,8 +521,13 @@ def _change_feed(spark: SparkSession, ref: str, version: int) -> DataFrame:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
+    """The error's first line, plus the Python exception line a worker failure wraps."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    cause = next((line for line in lines[1:] if _EXCEPTION_LINE.match(line)), None)
+    if cause:
+        first = f"{first} {cause}"
+    return f"{type(err).__name__}: {first}"[:500]
 
 
 def main(argv: list[str] | None = None) -> int:

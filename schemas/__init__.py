@@ -10,6 +10,7 @@ from schemas.corpus import CORPUS, CORPUS_REQUIRED, validate_corpus
 from schemas.queries import QUERIES, QUERIES_REQUIRED, validate_queries
 from schemas.qrels import QRELS, QRELS_REQUIRED, validate_qrels
 from schemas.metrics import ALL_QUERIES, METRICS, METRICS_REQUIRED, validate_metrics
+from schemas.serving import PUBLISH_LOG, SERVING, validate_serving
 
 __all__ = [
     "CANDIDATES",
@@ -33,4 +34,7 @@ __all__ = [
     "METRICS",
     "METRICS_REQUIRED",
     "validate_metrics",
+    "PUBLISH_LOG",
+    "SERVING",
+    "validate_serving",
 ]

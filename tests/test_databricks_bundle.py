@@ -78,7 +78,7 @@ def _dropped(original: Any, round_trip: Any, path: str = "") -> list[str]:
 
 def _parsers() -> dict[str, tuple]:
     from grouprank.settings import RerankSettings
-    from jobs import evaluate, rerank, retrieve
+    from jobs import evaluate, publish, rerank, retrieve
 
     return {
         "retrieve": (job_parser("retrieve", retrieve.__doc__, retrieve.RetrieveJob),
@@ -86,6 +86,8 @@ def _parsers() -> dict[str, tuple]:
         "rerank": (rerank.build_parser(), (rerank.RerankJob, RerankSettings)),
         "evaluate": (job_parser("evaluate", evaluate.__doc__, evaluate.EvaluateJob),
                      (evaluate.EvaluateJob,)),
+        "publish": (job_parser("publish", publish.__doc__, publish.PublishJob),
+                    (publish.PublishJob,)),
     }
 
 

@@ -25,13 +25,14 @@ def _job_flags() -> set[str]:
     from grouprank.synthesis import SynthesisSettings
     from jobs.evaluate import EvaluateJob
     from jobs.ingest import IngestJob
+    from jobs.publish import PublishJob
     from jobs.rerank import RerankJob
     from jobs.retrieve import RetrieveJob
     from jobs.synthesize import SynthesizeJob
 
     flags = {"--config", "--run-date", "--workdir", "--top"}  # pipeline and demo
     for config in (RerankJob, RerankSettings, RetrieveJob, EvaluateJob, IngestJob, SynthesizeJob,
-                   SynthesisSettings):
+                   SynthesisSettings, PublishJob):
         for field in dataclasses.fields(config):
             flag = "--" + field.name.replace("_", "-")
             flags |= {flag, "--no-" + flag[2:]}

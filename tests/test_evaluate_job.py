@@ -165,3 +165,28 @@ def test_parity_with_pytrec_eval_on_a_real_bright_run(spark, shared_data):
     for metric, key in keys.items():
         mean = sum(v[key] for v in expected.values()) / len(expected)
         assert got[("all", metric)] == pytest.approx(mean, abs=1e-9)
+
+
+def test_calibration_rows_per_score_bin_and_ece(spark, files):
+    reranked = str(files / "scored")
+    # Judged: q1 (a: 2, b: 0, c: 1; d unjudged) and q2 (x: 1, y: 0). q9 is not judged: left out.
+    spark.createDataFrame(
+        [("q1", "a", 9.5, 9.5), ("q1", "b", 8.2, 8.2), ("q1", "c", 3.0, 3.0), ("q1", "d", 2.5, 2.5),
+         ("q2", "x", 9.0, 9.0), ("q2", "y", 1.0, 1.0), ("q9", "z", 5.0, 5.0),
+         ("q2", "w", 0.5, None)],
+        "qid string, docid string, score double, model_score double",
+    ).write.format("delta").save(reranked)
+    (files / "qrels2.txt").write_text("q1 0 a 2\nq1 0 b 0\nq1 0 c 1\nq2 0 x 1\nq2 0 y 0\n")
+    summary = evaluate.run(_job(files, run=reranked, qrels=str(files / "qrels2.txt"),
+                                name="calibrated", metrics="mrr@10", calibration_bins=2))
+    got = _values(spark, files, "calibrated")
+    # Bin 0 (scores 0-5): c (rel), d, y -> 1/3 relevant, mean confidence (.30 + .25 + .10) / 3.
+    # Bin 1 (5-10): a (rel), b, x (rel) -> 2/3, mean confidence (.95 + .82 + .90) / 3.
+    ece = (3 * abs(1 / 3 - 0.65 / 3) + 3 * abs(2 / 3 - 2.67 / 3)) / 6
+    assert got[("all", "Calibration@bin0")] == (pytest.approx(1 / 3), 2)
+    assert got[("all", "Calibration@bin1")] == (pytest.approx(2 / 3), 2)
+    assert got[("all", "Documents@bin0")][0] == got[("all", "Documents@bin1")][0] == 3.0
+    assert got[("all", "ECE")][0] == pytest.approx(ece)
+    assert summary["calibration"]["ECE"] == pytest.approx(ece)
+    with pytest.raises(ValueError, match="--calibration-bins needs a run with a model_score"):
+        evaluate.run(_job(files, name="nocal", calibration_bins=2))

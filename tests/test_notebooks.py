@@ -26,11 +26,13 @@ def test_notebooks_are_databricks_source_files():
 
 def test_rerank_then_evaluate_then_synthesize(spark, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for name in ("rerank", "evaluate", "synthesize"):
+    for name in ("rerank", "evaluate", "publish", "synthesize"):
         runpy.run_path(str(NOTEBOOKS / f"{name}.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "first_stage_rank" in out and "nDCG@10" in out and "completion" in out
     assert (tmp_path / "out/notebooks/reranked/_delta_log").is_dir()
+    assert (tmp_path / "out/notebooks/reliability.png").read_bytes().startswith(b"\x89PNG")
+    assert "gate churn" in out and (tmp_path / "out/notebooks/serving/_delta_log").is_dir()
     assert spark.read.format("delta").load(str(tmp_path / "out/notebooks/samples")).count() > 0
 
 
