@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+from pyspark.sql import DataFrame
 
 from grouprank.settings import RerankSettings
 from jobs import rerank
@@ -29,20 +30,22 @@ from schemas.queries import validate_queries
 WALKTHROUGH_TABLES = ("corpus", "queries", "candidates", "reranked", "metrics")
 
 
-def sample_candidates_path() -> Path:
-    """The bundled sample candidates (JSON lines following ``schemas.CANDIDATES``)."""
-    return Path(str(resources.files("grouprank").joinpath("data/sample_candidates.jsonl")))
-
-
 def sample_qrels_path() -> Path:
     """Relevance judgements for the bundled sample (TREC qrels), written for the demo."""
     return Path(str(resources.files("grouprank").joinpath("data/sample_qrels.txt")))
 
 
+def sample_candidates(spark) -> DataFrame:
+    """The bundled sample candidates (JSON lines following ``schemas.CANDIDATES``), read on the
+    driver, which alone has the file (executors cannot see it), also from a zipped wheel."""
+    with resources.files("grouprank").joinpath("data/sample_candidates.jsonl").open() as handle:
+        frame = pd.read_json(handle, lines=True, dtype=False)[CANDIDATES.fieldNames()]
+    return spark.createDataFrame(frame, CANDIDATES)
+
+
 def write_sample(spark, target: str) -> None:
     """Writes the bundled sample as a Delta table at ``target`` (replacing it)."""
-    df = spark.read.schema(CANDIDATES).json(str(sample_candidates_path()))
-    df.write.format("delta").mode("overwrite").save(spark_path(target))
+    sample_candidates(spark).write.format("delta").mode("overwrite").save(spark_path(target))
 
 
 def ensure_sample(spark, target: str) -> str:
@@ -65,9 +68,7 @@ def walkthrough_tables(workdir: str) -> dict[str, str]:
 def write_sample_collection(spark, corpus: str, queries: str) -> None:
     """Writes the bundled sample as a collection to retrieve from: its distinct documents as a
     corpus table and its distinct queries as a queries table (each replaced)."""
-    # Read on the driver: the bundled file is local to it, not visible to executors.
-    sample = spark.createDataFrame(pd.read_json(sample_candidates_path(), lines=True)[
-        CANDIDATES.fieldNames()], CANDIDATES)
+    sample = sample_candidates(spark)
     write_delta(validate_corpus(sample.select("docid", "text").dropDuplicates(["docid"])), corpus,
                 "corpus")
     write_delta(validate_queries(sample.select("qid", "query").dropDuplicates(["qid"])), queries,

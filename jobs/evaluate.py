@@ -42,7 +42,14 @@ from jobs.eval_transforms import (
     unjudged_queries,
 )
 from jobs.session import get_session
-from jobs.tables import check_table_ref, parse_run_date, read_table, write_delta
+from jobs.tables import (
+    check_table_ref,
+    local_file,
+    parse_run_date,
+    read_local_lines,
+    read_table,
+    write_delta,
+)
 from schemas.metrics import ALL_QUERIES, validate_metrics
 from schemas.qrels import QRELS
 from schemas.validation import SchemaError
@@ -148,9 +155,10 @@ def read_run(spark: SparkSession, ref: str) -> DataFrame:
     if not path.is_file():
         return read_table(spark, ref, "--run")
     if path.name.endswith((".json", ".jsonl", ".jsonl.gz")):
-        frame = formats.read_rank_llm(path)[["qid", "docid", "score"]]
+        frame = formats.read_rank_llm(local_file(ref, "--run"))[["qid", "docid", "score"]]
         return spark.createDataFrame(frame, "qid string, docid string, score double")
-    lines = _parsed_lines(spark, path, formats.TREC_RUN_LINE.pattern, formats.read_trec_run)
+    lines = _parsed_lines(spark, path, "--run", formats.TREC_RUN_LINE.pattern,
+                          formats.read_trec_run)
     return lines.select(
         F.col("_1").alias("qid"), F.col("_3").alias("docid"),
         F.col("_5").cast("double").alias("score"),
@@ -162,17 +170,21 @@ def read_qrels(spark: SparkSession, ref: str) -> DataFrame:
     path = Path(ref)
     if not path.is_file():
         return read_table(spark, ref, "--qrels")
-    lines = _parsed_lines(spark, path, formats.TREC_QRELS_LINE.pattern, formats.read_trec_qrels)
+    lines = _parsed_lines(spark, path, "--qrels", formats.TREC_QRELS_LINE.pattern,
+                          formats.read_trec_qrels)
     return lines.select(
         F.col("_1").alias("qid"), F.col("_3").alias("docid"),
         F.col("_4").cast(QRELS["relevance"].dataType).alias("relevance"),
     )
 
 
-def _parsed_lines(spark: SparkSession, path: Path, pattern: str, parse_locally) -> DataFrame:
-    """Splits a text file's lines with ``pattern`` in Spark (columns _1, _2, ...). On a line that
-    does not match, the pure-Python parser rereads the file to name the line in its error."""
-    lines = spark.read.text(str(path)).where(F.trim("value") != "")
+def _parsed_lines(
+    spark: SparkSession, path: Path, flag: str, pattern: str, parse_locally
+) -> DataFrame:
+    """Splits a local text file's lines with ``pattern`` in Spark (columns _1, _2, ...); the
+    file is read on the driver, the only machine that has it. On a line that does not match,
+    the pure-Python parser rereads the file to name the line in its error."""
+    lines = read_local_lines(spark, str(path), flag).where(F.trim("value") != "")
     if lines.where(~F.col("value").rlike(pattern)).limit(1).count():
         parse_locally(path)  # raises FormatError with the file and line
         raise SchemaError(f"{path}: lines that do not match {pattern!r}")
