@@ -313,3 +313,23 @@ def test_cli_exit_codes_and_an_unknown_run_date(spark, tables, published, capsys
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("grouprank publish: error: gate churn failed: 6 of 6")
     assert cli.main([*common, "--run-date", NIGHT2]) == 0
+
+
+def test_pipeline_config_builds_a_publish_stage_after_evaluate(tmp_path):
+    from jobs import pipeline
+
+    path = tmp_path / "nightly.yaml"
+    path.write_text(
+        "run_date: 2026-12-01\n"
+        "rerank: {candidates: /data/candidates, output: /data/reranked}\n"
+        "evaluate: {qrels: /data/qrels, output: /data/metrics, name: nightly}\n"
+        'publish: {index: /data/serving, gate: "nDCG@10>=0.4", max_drop: 0.02}\n'
+    )
+    _, stages, _ = pipeline.load_config(str(path))
+    assert [s.name for s in stages] == ["rerank", "evaluate", "publish"]
+    path.write_text(path.read_text().replace("max_drop: 0.02", "top_k: 0"))
+    with pytest.raises(ValueError, match="--top-k must be >= 1"):
+        pipeline.load_config(str(path))
+    path.write_text(path.read_text().replace("top_k: 0", "gates: 1"))
+    with pytest.raises(ValueError, match=r"unknown keys \['gates'\]"):
+        pipeline.load_config(str(path))
