@@ -1,6 +1,6 @@
 """Rerank the bundled sample with the embedded default model and print the top of each list.
 
-    grouprank demo [--workdir out/demo]
+    grouprank demo [--workdir out/demo] [--top 3] [--verbose]
 
 Writes the sample candidates table (grouprank/data/sample_candidates.jsonl) to Delta, runs the
 reranking job on it exactly as ``grouprank rerank`` would, and shows the reranked lists.
@@ -8,9 +8,11 @@ reranking job on it exactly as ``grouprank rerank`` would, and shows the reranke
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import datetime as dt
+import io
 import sys
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from pyspark.sql import DataFrame
 
 from grouprank.settings import RerankSettings
 from jobs import rerank
+from jobs.entry import run_job
 from jobs.ingest import table_refs
+from jobs.progress import stage
 from jobs.session import get_session
 from jobs.tables import read_table, spark_path, write_delta
 from schemas.candidates import CANDIDATES
@@ -75,40 +79,57 @@ def write_sample_collection(spark, corpus: str, queries: str) -> None:
                 "queries")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="out/demo", help="where the demo tables go")
-    parser.add_argument("--top", type=int, default=3, help="rows shown per query")
-    args = parser.parse_args(argv)
-    workdir = Path(args.workdir).resolve()
+@dataclass(frozen=True)
+class DemoJob:
+    """Where the demo writes and how much of each list it shows."""
+
+    # Folder for the demo's tables (candidates, reranked), replaced on every run.
+    workdir: str = "out/demo"
+    # Rows shown per query.
+    top: int = 3
+
+
+def run(job: DemoJob) -> dict:
+    """Writes the sample, reranks it with the default model, prints the top of each list and a
+    one-line summary; returns the reranking job's summary."""
+    workdir = Path(job.workdir).resolve()
     spark = get_session("grouprank-demo")
     candidates, output = str(workdir / "candidates"), str(workdir / "reranked")
-    write_sample(spark, candidates)
+    with stage(spark, f"demo: writing the sample to {candidates}"):
+        write_sample(spark, candidates)
     run_date = dt.date.today().isoformat()
-    code = rerank.main(
-        ["--candidates", candidates, "--output", output, "--run-date", run_date]
-    )
-    if code:
-        return code
+    # The job's own headline and JSON summary line are for logs; the demo shows the lists.
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = rerank.run(rerank.RerankJob(candidates, output, run_date), RerankSettings())
     reranked = read_table(spark, output).where(f"run_date = DATE'{run_date}'")
-    texts = spark.read.format("delta").load(candidates).select("qid", "docid", "query", "text")
+    texts = read_table(spark, candidates).select("qid", "docid", "query", "text")
     top = (
         reranked.join(texts, ["qid", "docid"])
-        .where(f"rank <= {args.top}")
+        .where(f"rank <= {job.top}")
         .orderBy("qid", "rank")
         .collect()
     )
-    model = RerankSettings().model
-    print(f"\nTop {args.top} per query, model '{model}' (zero-shot; see README on quality):")
+    model = top[0]["model"] if top else summary["settings"]["model"]
+    print(f"Top {job.top} per query, reranked by '{model}' "
+          "(the shipped group-encoder head on MiniLM; README has its quality):")
     for row in top:
         if row["rank"] == 1:
             print(f"\n{row['qid']}: {row['query']}")
+        model_score = "-" if row["model_score"] is None else f"{row['model_score']:.2f}"
         print(
-            f"  {row['rank']}. [{row['docid']}] score {row['score']:.3f} "
-            f"(model {row['model_score'] if row['model_score'] is None else round(row['model_score'], 2)}, "
-            f"first stage #{row['first_stage_rank']})  {row['text'][:70]}"
+            f"  {row['rank']}. [{row['docid']}] score {row['score']:.3f} (model {model_score}, "
+            f"first stage #{row['first_stage_rank']})  {row['text'][:60]}"
         )
-    return 0
+    print(
+        f"\ndemo: reranked {summary['rows_out']} candidates of {summary['queries']} queries in "
+        f"{summary['seconds']} s into {output} (statuses {summary['status_counts']})"
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job("demo", DemoJob, run, argv, __doc__,
+                   errors=(ValueError, FileNotFoundError, rerank.UnparsedOutputError))
 
 
 if __name__ == "__main__":

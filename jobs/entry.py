@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -61,7 +62,8 @@ def _as_tuple(settings: type | tuple[type, ...] | None) -> tuple[type, ...]:
 def configure_logging(verbose: bool = False) -> None:
     """The project's loggers at INFO (DEBUG when ``verbose``), every other logger at WARNING.
 
-    Spark's JVM log follows (``jobs.session``): WARN, or INFO when verbose.
+    Spark's JVM log follows (``jobs.session``): WARN, or INFO when verbose; so do Hugging
+    Face's progress bars (off unless verbose).
     """
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -70,6 +72,10 @@ def configure_logging(verbose: bool = False) -> None:
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    if not verbose:
+        # Hugging Face's per-load progress bars ("Loading weights"), here and in the Python
+        # workers, which inherit this environment; read when transformers is first imported.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def run_job(
