@@ -1,0 +1,235 @@
+"""The jobs on a Spark standalone cluster (tests/cluster.py): spark-submit with the wheel shipped
+as docs/DEPLOYMENT.md documents, a lost executor, and files local to the driver.
+
+The workers run in their own mount namespace with a private /tmp: the driver's temporary files
+(the test's tmp_path, the submit folder with the wheel) are invisible to the executors, as on a
+real cluster. Tables and the model live under ``Cluster.shared``, the cluster's shared storage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import pytrec_eval
+from pyspark.testing import assertDataFrameEqual
+
+from schemas import CANDIDATES
+from tests.test_packaging import _GUARD, wheel  # noqa: F401 - the wheel fixture, built once here
+
+# The cluster fixtures; helpers come through them (importing tests.cluster here would import it
+# before pytest loads it as a plugin).
+pytest_plugins = ["tests.cluster"]
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+DAY = "2026-11-27"
+QUERIES, DOCS = 4, 10
+
+
+def _rows() -> list[tuple]:
+    return [(f"q{q}", f"query number {q}", f"q{q}-d{i}", f"text {i} of query {q}",
+             float(DOCS - i), i + 1) for q in range(QUERIES) for i in range(DOCS)]
+
+
+@pytest.fixture(scope="module")
+def shipped(standalone_cluster, wheel, tmp_path_factory):  # noqa: F811 - pytest fixture
+    """The submit folder on the driver (its /tmp, unseen by the workers): the entry scripts and
+    the wheel as a .zip for --py-files, as docs/DEPLOYMENT.md section 2 ships them."""
+    folder = tmp_path_factory.mktemp("submit")
+    for job in ("rerank", "evaluate", "synthesize"):
+        shutil.copy(REPO / "jobs" / f"{job}.py", folder / f"{job}.py")
+    archive = Path(shutil.copy(wheel, folder / wheel.with_suffix(".zip").name))
+    # The guard hides the venv's editable install, so the code can only come from the zip; its
+    # marks are written where the test can see them from every process.
+    guard = standalone_cluster.shared / "guard"
+    guard.mkdir(exist_ok=True)
+    (guard / "sitecustomize.py").write_text(_GUARD)
+    return folder, archive, guard
+
+
+@pytest.fixture(scope="module")
+def inputs(spark, standalone_cluster, tiny_model_dir):
+    """The candidates table and the tiny model on the cluster's shared storage."""
+    shared = standalone_cluster.shared
+    model = shared / "model"
+    shutil.copytree(tiny_model_dir, model)
+    candidates = str(shared / "candidates")
+    spark.createDataFrame(_rows(), CANDIDATES).write.format("delta").save(candidates)
+    return candidates, str(model)
+
+
+def _submit(cluster, shipped, entry: str, args: list[str], marks: Path | None = None,
+            fault: str = "") -> subprocess.Popen:
+    """spark-submit in client mode to the standalone master, from the driver's submit folder.
+
+    With ``marks`` every Python process (driver and executors) runs the guard and leaves a mark
+    there; with ``fault`` the executors' Python runs tests/faults instead (the project then comes
+    from the zip or the venv alike).
+    """
+    folder, archive, guard = shipped
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.executor.memory": "1g",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        # A killed executor is replaced and its tasks retried (4 attempts, Spark's default).
+        "spark.task.maxFailures": "4",
+    }
+    env = cluster.env()
+    if marks is not None:
+        marks.mkdir(exist_ok=True)
+        env.update(PYTHONPATH=str(guard), GUARD_MARKS=str(marks))
+        conf.update({"spark.executorEnv.PYTHONPATH": str(guard),
+                     "spark.executorEnv.GUARD_MARKS": str(marks)})
+    if fault:
+        conf.update({"spark.executorEnv.PYTHONPATH": str(REPO / "tests" / "faults"),
+                     "spark.executorEnv.GROUPRANK_TEST_FAULT": fault})
+    command = [*cluster.submit_command(conf), "--py-files", str(archive), str(folder / entry),
+               *args]
+    return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: int = 1200) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"spark-submit ran past {timeout} s:\n{out[-3000:]}")
+    errors = [line for line in out.splitlines() if "Error" in line or "Exception" in line]
+    assert proc.returncode == 0, "\n".join(errors[:15]) + "\n...\n" + out[-2000:]
+    return out
+
+
+def _summary(output: str) -> dict:
+    line = next(l for l in output.splitlines() if l.startswith("summary: "))
+    return json.loads(line[len("summary: "):])
+
+
+def _rerank_args(candidates: str, output: str, model: str) -> list[str]:
+    return ["--candidates", candidates, "--output", output, "--run-date", DAY, "--model", model,
+            "--group-size", "5", "--partitions", "4"]
+
+
+def _apps_on(worker) -> set[str]:
+    return {p.name for p in worker.work_dir.iterdir() if p.name.startswith("app-")}
+
+
+@pytest.fixture(scope="module")
+def reranked(spark, standalone_cluster, shipped, inputs, tmp_path_factory):
+    """The rerank job, submitted once undisturbed; its table is the executor-loss reference."""
+    candidates, model = inputs
+    before = [_apps_on(w) for w in standalone_cluster.workers]
+    output = str(standalone_cluster.shared / "reranked")
+    marks = standalone_cluster.shared / "rerank-marks"
+    log = _finish(_submit(standalone_cluster, shipped, "rerank.py",
+                          _rerank_args(candidates, output, model), marks=marks))
+    new_apps = [_apps_on(w) - b for w, b in zip(standalone_cluster.workers, before)]
+    return spark.read.format("delta").load(output), _summary(log), marks, new_apps
+
+
+def test_rerank_runs_on_both_workers_from_the_wheel(reranked):
+    table, summary, marks, new_apps = reranked
+    # Each worker started an executor for the job, and the guard ran in the driver and in the
+    # executors' Python workers: the project came from the shipped zip.
+    assert all(len(apps) == 1 for apps in new_apps), new_apps
+    assert len(list(marks.iterdir())) >= 3
+    assert summary["rows_in"] == summary["rows_out"] == QUERIES * DOCS
+    rows = table.select("qid", "docid", "rank").collect()
+    assert sorted((r["qid"], r["docid"]) for r in rows) == sorted((r[0], r[2]) for r in _rows())
+    for q in range(QUERIES):
+        assert sorted(r["rank"] for r in rows if r["qid"] == f"q{q}") == list(range(1, DOCS + 1))
+
+
+def test_a_killed_executor_is_replaced_and_the_table_equals_an_undisturbed_run(
+    spark, standalone_cluster, shipped, inputs, reranked
+):
+    candidates, model = inputs
+    reference = reranked[0]
+    marker = standalone_cluster.shared / "hang.marker"
+    output = str(standalone_cluster.shared / "reranked-executor-lost")
+    proc = _submit(standalone_cluster, shipped, "rerank.py",
+                   _rerank_args(candidates, output, model), fault=f"hang-once:{marker}")
+    deadline = time.monotonic() + 900
+    while proc.poll() is None and time.monotonic() < deadline:
+        if marker.exists() and marker.read_text().strip():
+            break
+        time.sleep(0.3)
+    assert marker.exists() and marker.read_text().strip(), "no scoring task ever started"
+    # The executor JVM running the hung scoring task dies, with its Python workers.
+    executor = standalone_cluster.kill_executor_of(int(marker.read_text()))
+    log = _finish(proc)
+    assert executor not in standalone_cluster.executors()
+    summary = _summary(log)
+    assert summary["rows_in"] == summary["rows_out"] == QUERIES * DOCS
+    table = spark.read.format("delta").load(output)
+    assert table.select("qid", "docid").distinct().count() == table.count() == QUERIES * DOCS
+    assertDataFrameEqual(table, reference)
+
+
+def test_evaluate_reads_trec_files_that_only_the_driver_has(
+    spark, standalone_cluster, shipped, tmp_path
+):
+    # Files in the driver's /tmp: an executor opening them would fail (its /tmp is empty).
+    run = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 2.0, "y": 1.0}}
+    qrels = {"q1": {"b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"z": 1}}
+    run_file, qrels_file = tmp_path / "run.txt", tmp_path / "qrels.txt"
+    run_file.write_text("".join(
+        f"{q} Q0 {d} {r} {s} t\n" for q, docs in run.items()
+        for r, (d, s) in enumerate(sorted(docs.items(), key=lambda x: -x[1]), 1)))
+    qrels_file.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in qrels.items()
+                                  for d, g in docs.items()))
+    output = str(standalone_cluster.shared / "metrics")
+    _finish(_submit(standalone_cluster, shipped, "evaluate.py", [
+        "--run", str(run_file), "--qrels", str(qrels_file), "--output", output,
+        "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"]))
+    got = {r["qid"]: r["value"] for r in spark.read.format("delta").load(output).collect()}
+    expected = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
+    for qid in run:
+        assert got[qid] == pytest.approx(expected[qid]["ndcg_cut_10"])
+    # Denominator qrels: q3 is judged but not in the run, so it counts as 0.
+    assert got["all"] == pytest.approx(sum(v["ndcg_cut_10"] for v in expected.values()) / 3)
+
+
+def test_synthesize_writes_its_samples_on_the_cluster(spark, standalone_cluster, shipped,
+                                                      inputs):
+    candidates, model = inputs
+    output = str(standalone_cluster.shared / "samples")
+    log = _finish(_submit(standalone_cluster, shipped, "synthesize.py", [
+        "--candidates", candidates, "--output", output, "--run-date", DAY,
+        "--pointwise-teacher", "first-stage", "--listwise-teacher", "first-stage",
+        "--chat-model", model, "--pool-size", "8", "--pool-top", "3", "--pool-depth", "10",
+        "--group-sizes", "4,6", "--samples-per-query", "2", "--partitions", "2"]))
+    assert _summary(log)["pools"] == QUERIES
+    table = spark.read.format("delta").load(output)
+    assert table.count() == table.select("sample_id").distinct().count() == QUERIES * 2
+    assert {r["qid"] for r in table.select("qid").collect()} == {f"q{q}" for q in range(QUERIES)}
+
+
+# A driver program writing the bundled sample with the demo's own function, from the zip.
+_DEMO_SAMPLE = """
+import sys
+from jobs.demo import write_sample
+from jobs.session import get_session
+write_sample(get_session("sample"), sys.argv[1])
+"""
+
+
+def test_the_demo_sample_is_read_on_the_driver(spark, standalone_cluster, shipped):
+    folder = shipped[0]
+    (folder / "write_sample.py").write_text(_DEMO_SAMPLE)
+    output = str(standalone_cluster.shared / "sample")
+    _finish(_submit(standalone_cluster, shipped, "write_sample.py", [output],
+                    marks=standalone_cluster.shared / "sample-marks"))
+    lines = (REPO / "grouprank" / "data" / "sample_candidates.jsonl").read_text().splitlines()
+    expected = {(r["qid"], r["docid"]) for r in map(json.loads, lines)}
+    table = spark.read.format("delta").load(output)
+    assert {(r["qid"], r["docid"]) for r in table.collect()} == expected
+    assert table.count() == len(lines)
