@@ -65,7 +65,7 @@ SECTIONS = ("correctness", "speed", "paradigms", "spark")
 # Time box of each section on a GPU (seconds): at most about 6.5 minutes with start-up and
 # grace, so a 15-minute device lease leaves room for a rerun of the sections that failed.
 GPU_SECONDS = {"correctness": 75, "speed": 80, "paradigms": 110, "spark": 90}
-TINY_SECONDS = {"correctness": 120, "speed": 120, "paradigms": 180, "spark": 300}
+TINY_SECONDS = {"correctness": 120, "speed": 120, "paradigms": 180, "spark": 900}
 # Seconds a section may overrun its box before it is interrupted (its own checks stop it first).
 GRACE = 20
 PREPARED = REPO / "bench" / "results" / "gpu_check_inputs"
@@ -332,7 +332,8 @@ def read_queries(run_file: Path | None, docs_per_query: int) -> list[Query]:
         return [
             Query(f"s{q}", f"synthetic query {q} about {rng.choice(words)}",
                   [f"s{q}-{d}" for d in range(docs_per_query)],
-                  [" ".join(rng.choices(words, k=rng.randint(30, 90))) for _ in range(docs_per_query)],
+                  [" ".join(rng.choices(words, k=rng.randint(30, 90)))
+                   for _ in range(docs_per_query)],
                   list(range(1, docs_per_query + 1)))
             for q in range(50)
         ]
@@ -387,7 +388,9 @@ def _qid_order(qid: str) -> tuple:
 # ---- models ------------------------------------------------------------------------------
 
 
-def random_causal_lm(shape: dict, tokenizer_dir: Path, device: str, dtype, kind: str, seed: int = 0):
+def random_causal_lm(
+    shape: dict, tokenizer_dir: Path, device: str, dtype, kind: str, seed: int = 0
+):
     """A causal LM of ``kind`` ("llama" or "qwen2") with ``shape`` and random weights, built
     directly on ``device`` in ``dtype``, and the tokenizer from ``tokenizer_dir``."""
     import torch
@@ -446,7 +449,8 @@ def correctness(config: CheckConfig, env: Inputs, device: str, deadline: float, 
 
     template = load_template()
     if env.smollm2 is not None:
-        weights = "tiny random Llama (tests/tiny_model.py)" if config.tiny else "SmolLM2-135M-Instruct"
+        weights = ("tiny random Llama (tests/tiny_model.py)" if config.tiny
+                   else "SmolLM2-135M-Instruct")
         cpu_model, tokenizer = load_causal_lm(env.smollm2, "cpu")
     else:
         weights = f"random, SmolLM2-135M shape (weights unavailable: {env.smollm2_error})"
@@ -567,7 +571,8 @@ def speed(config: CheckConfig, env: Inputs, device: str, deadline: float, state)
         "prefill_prompt_tokens": prompt_tokens,
         "prefill_computed_tokens": run_tokens,
         "prefill_seconds": round(prefill_seconds, 3),
-        "prefill_prompt_tokens_per_s": _round(prompt_tokens / prefill_seconds if prefill_seconds else None, 0),
+        "prefill_prompt_tokens_per_s": _round(
+            prompt_tokens / prefill_seconds if prefill_seconds else None, 0),
         "prefill_tflops_per_s": _round(tflops, 1),
         "peak_bf16_tflops_assumed": peak,
         "share_of_peak": _round(tflops / peak if tflops and peak else None, 3),
@@ -638,7 +643,8 @@ def paradigms(config: CheckConfig, env: Inputs, device: str, deadline: float, st
         round_seconds = time.perf_counter() - started
     summary = _summarise({k: t for k, t in tallies.items() if t.seconds}, first_stage, None)
     group = summary["groupwise/direct"]["seconds_per_query"]
-    window = scorers["listwise"].output_budget(min(s["listwise"].window_size, config.docs_per_query))
+    window = scorers["listwise"].output_budget(
+        min(s["listwise"].window_size, config.docs_per_query))
     return {
         "model": "random weights, Qwen2.5-7B config" if not config.tiny else "random, tiny Qwen2",
         "queries": summary["groupwise/direct"]["queries"],
@@ -680,6 +686,7 @@ def spark_job(config: CheckConfig, env: Inputs, device: str, deadline: float, st
 
 def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
     import pandas as pd
+    from pyspark import TaskContext
     from pyspark.sql import functions as F
 
     from grouprank.backends import GroupInput
@@ -690,7 +697,8 @@ def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
     from jobs.transforms import build_groups, check_candidates, prepare_candidates
     from schemas import CANDIDATES
 
-    model_dir, weights = state.get("smollm2", (env.smollm2, None))
+    default_weights = "tiny random Llama" if config.tiny else "SmolLM2-135M-Instruct"
+    model_dir, weights = state.get("smollm2", (env.smollm2, default_weights))
     if model_dir is None:
         model, tokenizer = random_causal_lm(SMOLLM2_135M, env.tokenizer, "cpu", torch.bfloat16,
                                             "llama")
@@ -722,7 +730,9 @@ def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
     os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = get_session("grouprank-gpu-check", master=master, conf=conf)
     try:
-        discovered = spark.sparkContext.resources.get("gpu")
+        # The GPU addresses Spark hands a task (what the scoring UDF's task_device reads).
+        assigned = spark.sparkContext.parallelize([0], 1).map(
+            lambda _: list(TaskContext.get().resources()["gpu"].addresses)).collect()[0]
         queries = read_queries(env.run_file, config.docs_per_query)
         chosen = first_groups(queries, config.spark_groups)
         qids = sorted({qid for qid, _, _ in chosen}, key=_qid_order)
@@ -756,7 +766,7 @@ def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
         "weights": weights,
         "master": master,
         "conf": {k: v for k, v in conf.items() if "discoveryScript" not in k and "Env" not in k},
-        "discovered_gpus": list(discovered.addresses) if discovered else None,
+        "task_gpu_addresses": assigned,
         "groups": len(inputs),
         "rows": len(rows),
         "job_seconds": round(job_seconds, 1),
@@ -764,7 +774,8 @@ def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
         "in_process_scoring_seconds": round(in_process, 2),
         "job_over_in_process": _round(job_seconds / in_process, 2),
         "model_loads_per_worker": scoring.get("model_loads_per_worker"),
-        "statuses": summary.get("statuses"),
+        "status_counts": summary.get("status_counts"),
+        "rows_out": summary.get("rows_out"),
     }
 
 
@@ -853,7 +864,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--data", default=None, help="DL19 folder (rank_llm BM25 JSON in bm25/)")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer directory of the random models")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer directory of the random models")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the chip's dense bf16 peak (default: from its name)")
     parser.add_argument("--batch-tokens", type=int, default=None,
@@ -861,7 +873,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", action="append", default=[], metavar="SECTION=N",
                         help="time box of a section in seconds; repeatable")
     parser.add_argument("--prepare", default=None, metavar="DIR",
-                        help=f"copy DL19 and SmolLM2's tokenizer to DIR (e.g. {PREPARED.relative_to(REPO)}) and exit")
+                        help="copy DL19 and SmolLM2's tokenizer to DIR (e.g. "
+                        f"{PREPARED.relative_to(REPO)}) and exit")
     args = parser.parse_args(argv)
     if args.prepare:
         prepare(Path(args.prepare))
