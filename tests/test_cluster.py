@@ -103,6 +103,9 @@ def _finish(proc: subprocess.Popen, timeout: int = 1200) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         pytest.fail(f"spark-submit ran past {timeout} s:\n{out[-3000:]}")
+    except BaseException:  # an interrupted test run leaves no job behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     errors = [line for line in out.splitlines() if "Error" in line or "Exception" in line]
     assert proc.returncode == 0, "\n".join(errors[:15]) + "\n...\n" + out[-2000:]
     return out
@@ -162,7 +165,9 @@ def test_a_killed_executor_is_replaced_and_the_table_equals_an_undisturbed_run(
         if marker.exists() and marker.read_text().strip():
             break
         time.sleep(0.3)
-    assert marker.exists() and marker.read_text().strip(), "no scoring task ever started"
+    if not (marker.exists() and marker.read_text().strip()):
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("no scoring task ever started:\n" + proc.communicate()[0][-3000:])
     # The executor JVM running the hung scoring task dies, with its Python workers.
     executor = standalone_cluster.kill_executor_of(int(marker.read_text()))
     log = _finish(proc)
