@@ -108,7 +108,7 @@ class CausalLMScorer(LoadedCausalLM):
         halves and retried, down to one group; a single group that still does not fit is retried
         with its documents cut in half each time (``truncated``), down to ``MIN_DOC_TOKENS``,
         and only then marked ``out_of_memory`` without scores. Returns exactly one result per
-        group, in input order, with one score and status per document (else ``ValueError``).
+        group, in input order, with one score and status per document (else ``RuntimeError``).
         """
         results: list[GroupResult | None] = [None] * len(groups)
         prompts: dict[int, list[int]] = {}
@@ -149,6 +149,11 @@ class CausalLMScorer(LoadedCausalLM):
             prompts[i] = self.prompt_ids(groups[i], budgets[i])
             self._score_batch(batch, groups, prompts, budgets, results)
             return
+        if len(scored) != len(batch):
+            raise RuntimeError(
+                f"{self.name} returned {len(scored)} results for a batch of {len(batch)} groups "
+                f"(groups {batch})"
+            )
         for i, result in zip(batch, scored, strict=True):
             if budgets[i] < self.max_doc_tokens and result.statuses:
                 result = GroupResult(

@@ -342,7 +342,8 @@ def check_results(groups: Sequence, results: Sequence, scorer: str) -> list:
     """``results`` if there is one per group and one score and status per document, else raises.
 
     A scorer that silently returned fewer results or scores would shift scores onto the wrong
-    documents downstream; this fails loudly, naming the first group that does not line up.
+    documents downstream; this fails loudly (``RuntimeError``), naming the first group that does
+    not line up. Each result is checked by ``grouprank.backends.base.check_result``.
 
     Example:
         >>> from grouprank.backends.base import GroupInput, GroupResult
@@ -350,17 +351,15 @@ def check_results(groups: Sequence, results: Sequence, scorer: str) -> list:
         >>> check_results(g, [GroupResult([1.0], ["ok"], 3, 1)], "tiny")
         Traceback (most recent call last):
         ...
-        ValueError: tiny returned 1 scores and 1 statuses for group 0 (query 'q') of 2 documents
+        RuntimeError: the scorer returned 1 scores and 1 statuses for the 2 documents of tiny's group 0 (query 'q')
     """
+    from grouprank.backends.base import check_result
+
     if len(results) != len(groups):
-        raise ValueError(f"{scorer} returned {len(results)} results for {len(groups)} groups")
+        raise RuntimeError(f"{scorer} returned {len(results)} results for {len(groups)} groups")
     for number, (group, result) in enumerate(zip(groups, results, strict=True)):
-        n = len(group.texts)
-        if result is None or len(result.scores) != n or len(result.statuses) != n:
-            got = "no result" if result is None else (
-                f"{len(result.scores)} scores and {len(result.statuses)} statuses")
-            raise ValueError(
-                f"{scorer} returned {got} for group {number} (query {group.query[:60]!r}) "
-                f"of {n} documents"
-            )
+        where = f"{scorer}'s group {number} (query {group.query[:60]!r})"
+        if result is None:
+            raise RuntimeError(f"{scorer} returned no result for group {number}")
+        check_result(result, len(group.texts), where)
     return list(results)

@@ -113,7 +113,7 @@ def join_documents(
     """Gathers single-document results (``split_documents`` order) back into one per group.
 
     Token counts add up over the group's documents: they are the cost of the group's calls.
-    Raises ``ValueError`` unless there is exactly one result per document.
+    Raises ``RuntimeError`` unless there is exactly one result per document.
 
     Example:
         >>> one = lambda s: GroupResult([s], ["ok"], 10, 1)
@@ -123,7 +123,7 @@ def join_documents(
     """
     expected = sum(len(g.texts) for g in groups)
     if len(per_document) != expected:
-        raise ValueError(
+        raise RuntimeError(
             f"{len(per_document)} single-document results for {expected} documents"
         )
     results, start = [], 0
