@@ -93,6 +93,7 @@ def main() -> None:
         rows.append({"batching": batching, "precision": precision, "docs_per_s": len(texts) / best,
                      "padded_per_real_token": ratio, "linear_gflops": gflops,
                      "share_of_peak": gflops / args.peak_gflops if args.peak_gflops else None})
+        print(json.dumps(rows[-1]), flush=True)
     agreement = _agreement(encoder, vectors[(True, "fp32")], vectors[(True, "bf16")], args.queries)
     result = {
         "command": "bench/encoder_limit.py " + " ".join(f"--{k.replace('_', '-')} {v}"

@@ -65,9 +65,6 @@ class RerankSettings:
     # native bf16 (AVX512_BF16/AMX), else fp32. The job resolves auto once, on the driver, and
     # records the choice in the settings digest. The group head always runs in fp32.
     precision: Precision = "auto"
-    # Delta table (path or name) of sentence-encoder embeddings shared across runs: texts found
-    # there are not encoded again, new ones are added. None = embed within the run only.
-    embedding_store: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -121,9 +118,7 @@ class RerankSettings:
             False
         """
         payload = dataclasses.asdict(self)
-        # Execution details that do not change results.
-        payload.pop("partitions")
-        payload.pop("embedding_store")
+        payload.pop("partitions")  # execution detail, does not change results
         payload["prompt_template"] = hashlib.sha256(template_text.encode()).hexdigest()
         payload["model_digest"] = model_digest
         blob = json.dumps(payload, sort_keys=True, default=str)

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from grouprank.encoding import resolve_precision
 from grouprank.models import ModelRef
 from grouprank.settings import RerankSettings
-from jobs.tables import is_path, spark_path
+from jobs.tables import is_path, read_table_if_exists, spark_path
 from schemas.embeddings import EMBEDDING_STORE, EMBEDDINGS, STORE_KEY, validate_store
 from udfs.embedding import embed_texts_udf
 
@@ -107,17 +107,9 @@ def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
 
 def read_store(spark: SparkSession, store: str) -> DataFrame | None:
     """The store as a DataFrame, or None if it does not exist yet; fails on a wrong schema."""
-    from jobs.tables import TableRefError, read_table
-
-    try:
-        df = read_table(spark, store, "--embedding-store")
-    except TableRefError:
-        return None
-    except Exception as err:  # AnalysisException: no such table
-        if "NOT_FOUND" in str(err) or "not found" in str(err).lower():
-            return None
-        raise
-    validate_store(df, store)
+    df = read_table_if_exists(spark, store, "--embedding-store")
+    if df is not None:
+        validate_store(df, store)
     return df
 
 

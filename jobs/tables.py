@@ -130,17 +130,24 @@ def write_run_date_partition(
         writer.saveAsTable(ref)
 
 
+def read_table_if_exists(spark: SparkSession, ref: str, flag: str = "table") -> DataFrame | None:
+    """``read_table``, or None when the path or table does not exist (yet)."""
+    try:
+        return read_table(spark, ref, flag)
+    except TableRefError:
+        if not is_path(ref) or Path(ref.removeprefix("file:")).exists():
+            raise
+        return None
+    except Exception as err:  # AnalysisException: no such table or path
+        if "NOT_FOUND" in str(err) or "does not exist" in str(err).lower():
+            return None
+        raise
+
+
 def partition_rows(spark: SparkSession, ref: str, run_date: dt.date) -> int:
     """Rows in the ``run_date`` partition of a table; 0 if the table does not exist yet."""
-    try:
-        table = read_table(spark, ref)
-    except TableRefError:
-        return 0
-    except Exception as err:  # AnalysisException: no such table yet
-        if "NOT_FOUND" in str(err) or "not found" in str(err).lower():
-            return 0
-        raise
-    if "run_date" not in table.columns:
+    table = read_table_if_exists(spark, ref)
+    if table is None or "run_date" not in table.columns:
         return 0
     return table.where(table["run_date"] == run_date).count()
 

@@ -43,7 +43,7 @@ SAMPLES = T.StructType(
         T.StructField("prompt", T.StringType(), False),
         T.StructField("completion", T.StringType(), False),
         # sha256 (16 hex digits) of the chat template the prompt was rendered with: LLM training
-        # checks it against --base, so prompts are never in another model's chat format.
+        # checks it against the base model, so prompts are never in another model's chat format.
         T.StructField("chat_template", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),
     ]

@@ -16,7 +16,9 @@ DOCS = [REPO / "docs" / name for name in ("ARCHITECTURE.md", "DEPLOYMENT.md", "T
 # Flags of other programs the docs show: spark-submit, python -m build, databricks bundle run.
 EXTERNAL_FLAGS = {
     "--master", "--deploy-mode", "--packages", "--conf", "--py-files", "--archives",
-    "--properties-file", "--jars", "--wheel", "--params", "--check", "--class",
+    "--properties-file", "--jars", "--wheel", "--params", "--check",
+    # unshare, in the standalone-cluster section of DEPLOYMENT.md.
+    "--mount", "--class",
 }
 
 

@@ -57,7 +57,8 @@ def test_bf16_rankings_agree_with_fp32(encoder):
 
 
 def _candidates(spark, path, edit: dict[str, str] | None = None):
-    # 4 queries over the same 6 documents: 24 rows, 6 + 4 distinct texts.
+    # 4 queries over the same 6 documents: 24 rows. d0 and d5 have the same text, so there are
+    # 5 distinct document texts + 4 queries = 9 texts to embed.
     docs = {f"d{i}": f"{TOPICS[i % 5]} and more about {TOPICS[(i + 2) % 5]}" for i in range(6)}
     docs.update(edit or {})
     rows = [(f"q{q}", TOPICS[q], d, text, float(10 - i), i + 1)
@@ -70,16 +71,18 @@ def _ranked(spark, path):
     return spark.read.format("delta").load(path).toPandas().sort_values(["qid", "docid"])
 
 
-def test_store_gives_the_same_results_and_encodes_only_what_changed(spark, tmp_path):
+def test_store_gives_the_same_results_and_encodes_only_what_changed(spark, tmp_path, monkeypatch):
+    from delta.tables import DeltaMergeBuilder
+
     cand, store = str(tmp_path / "cand"), str(tmp_path / "store")
     _candidates(spark, cand)
     settings = RerankSettings(partitions=2, precision="fp32")
     plain = rerank_job.run(rerank_job.RerankJob(cand, str(tmp_path / "plain"), DAY), settings)
-    assert plain["embeddings"]["texts"] == 10  # 6 documents + 4 queries, not 24 + 24
+    assert plain["embeddings"]["texts"] == 9  # 5 distinct documents + 4 queries, not 24 + 24
     night1 = rerank_job.run(
         rerank_job.RerankJob(cand, str(tmp_path / "n1"), DAY, embedding_store=store), settings
     )
-    assert night1["embeddings"] == {**night1["embeddings"], "texts": 10, "encoded": 10}
+    assert night1["embeddings"] == {**night1["embeddings"], "texts": 9, "encoded": 9}
     a, b = _ranked(spark, str(tmp_path / "plain")), _ranked(spark, str(tmp_path / "n1"))
     assert a["rank"].tolist() == b["rank"].tolist()
     assert np.allclose(a.score, b.score, atol=1e-6)
@@ -89,42 +92,35 @@ def test_store_gives_the_same_results_and_encodes_only_what_changed(spark, tmp_p
     night2 = rerank_job.run(
         rerank_job.RerankJob(cand, str(tmp_path / "n2"), DAY, embedding_store=store), settings
     )
-    assert (night2["embeddings"]["encoded"], night2["embeddings"]["reused"]) == (1, 9)
+    assert (night2["embeddings"]["encoded"], night2["embeddings"]["reused"]) == (1, 8)
     stored = spark.read.format("delta").load(store)
-    assert stored.count() == 11
+    assert stored.count() == 10
     assert stored.groupBy("text_digest").count().where("count > 1").count() == 0
     # A rerun adds nothing and commits nothing new to the store.
-    version = spark.sql(f"DESCRIBE HISTORY delta.`{store}`").first()["version"]
-    again = rerank_job.run(
-        rerank_job.RerankJob(cand, str(tmp_path / "n2"), DAY, embedding_store=store), settings
-    )
-    assert again["embeddings"]["encoded"] == 0
-    assert spark.sql(f"DESCRIBE HISTORY delta.`{store}`").first()["version"] == version
+    version = _version(spark, store)
+    job = rerank_job.RerankJob(cand, str(tmp_path / "n2"), DAY, embedding_store=store)
+    assert rerank_job.run(job, settings)["embeddings"]["encoded"] == 0
+    assert _version(spark, store) == version
+    # A job that dies after encoding, at its MERGE commit, leaves the store as it was; its rerun
+    # encodes the new text again and adds it once.
+    _candidates(spark, cand, edit={"d3": "a new text about electric car batteries",
+                                   "d0": "an edited document about sourdough"})
 
-
-def test_a_failed_merge_leaves_the_store_as_it_was(spark, tmp_path, monkeypatch):
-    from delta.tables import DeltaTableMergeBuilder
-
-    cand, store = str(tmp_path / "cand"), str(tmp_path / "store")
-    _candidates(spark, cand)
-    settings = RerankSettings(partitions=2, precision="fp32")
-    job = rerank_job.RerankJob(cand, str(tmp_path / "out"), DAY, embedding_store=store)
-    rerank_job.run(job, settings)
-    _candidates(spark, cand, edit={"d0": "an edited document about sourdough"})
-    version = spark.sql(f"DESCRIBE HISTORY delta.`{store}`").first()["version"]
-
-    def crash(self):  # the job dies after encoding, at the MERGE commit
+    def crash(self):
         raise RuntimeError("killed before commit")
 
-    monkeypatch.setattr(DeltaTableMergeBuilder, "execute", crash)
-    with pytest.raises(RuntimeError, match="killed before commit"):
-        rerank_job.run(job, settings)
-    assert spark.sql(f"DESCRIBE HISTORY delta.`{store}`").first()["version"] == version
+    with monkeypatch.context() as patch:
+        patch.setattr(DeltaMergeBuilder, "execute", crash)
+        with pytest.raises(RuntimeError, match="killed before commit"):
+            rerank_job.run(job, settings)
+    assert _version(spark, store) == version
     assert spark.read.format("delta").load(store).count() == 10
-    monkeypatch.undo()
-    rerun = rerank_job.run(job, settings)
-    assert rerun["embeddings"]["encoded"] == 1
+    assert rerank_job.run(job, settings)["embeddings"]["encoded"] == 1
     assert spark.read.format("delta").load(store).count() == 11
+
+
+def _version(spark, store: str) -> int:
+    return spark.sql(f"DESCRIBE HISTORY delta.`{store}`").first()["version"]
 
 
 def test_a_store_of_another_shape_fails_before_work(spark, tmp_path):
