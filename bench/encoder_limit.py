@@ -3,8 +3,8 @@
     .venv/bin/python bench/encoder_limit.py --docs 512 --out bench/results/encoder_limit.json \\
         [--peak-gflops 192]
 
-all-MiniLM-L6-v2 over the first ``--docs`` SciFact abstracts (``../shared/data/scifact``), batches
-of 64, in this one process on ``--threads`` threads (default: all cores), through
+all-MiniLM-L6-v2 over the first ``--docs`` CACM documents (``--collection cacm``, titles and
+abstracts of mixed length) or SciFact abstracts (``scifact``), batches of 64, in this one process on ``--threads`` threads (default: all cores), through
 ``grouprank.encoding.encode_texts``:
 
 | batching | precision |
@@ -61,6 +61,9 @@ def linear_flops_per_token(encoder) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=512)
+    parser.add_argument("--collection", choices=("cacm", "scifact"), default="cacm",
+                        help="cacm: titles and abstracts of mixed length; scifact: abstracts, "
+                             "most cut at the encoder's 256 tokens (little padding to save)")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -70,8 +73,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    corpus = formats.read_beir_corpus(DATA / "corpus.jsonl.gz")
-    texts = [f"{t} {x}" if t else x for t, x in zip(corpus.title.fillna(""), corpus.text)][: args.docs]
+    texts = _documents(args.collection)[: args.docs]
     encoder = load_sentence_encoder("minilm")
     lengths = token_lengths(encoder, texts)
     flops = linear_flops_per_token(encoder)
@@ -101,7 +103,7 @@ def main() -> None:
         "machine": {"cpu": _cpu_name(), "threads": args.threads, "native_bf16": cpu_has_bf16(),
                     "auto_precision": resolve_precision("auto", "cpu"),
                     "python": platform.python_version(), "torch": torch.__version__},
-        "docs": len(texts), "mean_tokens": float(np.mean(lengths)), "max_tokens": max(lengths),
+        "collection": args.collection, "docs": len(texts), "mean_tokens": float(np.mean(lengths)), "max_tokens": max(lengths),
         "linear_mflop_per_token": flops / 1e6, "configs": rows, "bf16_vs_fp32": agreement,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,14 @@ def main() -> None:
         print(f"| {r['batching']} | {r['precision']} | {r['docs_per_s']:.1f} | "
               f"{r['padded_per_real_token']:.2f} | {r['linear_gflops']:.0f} |")
     print("bf16 vs fp32:", json.dumps(agreement))
+
+
+def _documents(collection: str) -> list[str]:
+    if collection == "scifact":
+        corpus = formats.read_beir_corpus(DATA / "corpus.jsonl.gz")
+        return [f"{t} {x}" if t else x for t, x in zip(corpus.title.fillna(""), corpus.text)]
+    with open(DATA.parent / "cacm" / "cacm.jsonl") as f:
+        return [json.loads(line)["contents"] for line in f]
 
 
 def _agreement(encoder, fp32, bf16, n_queries: int) -> dict:

@@ -282,5 +282,6 @@ def _stack(value) -> np.ndarray:
     """A vector or a sequence of vectors (lists, arrays, Arrow-made object arrays) as float32."""
     array = np.asarray(value)
     if array.dtype == object:
-        array = np.stack([np.asarray(v, dtype=np.float32) for v in value])
-    return array.astype(np.float32, copy=False)
+        return np.stack([np.asarray(v, dtype=np.float32) for v in value])
+    # A copy: Arrow hands read-only buffers, which torch will not wrap.
+    return np.array(array, dtype=np.float32)
