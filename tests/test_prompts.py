@@ -42,7 +42,7 @@ def test_user_template_replaces_bundled(tmp_path):
     assert t.messages("q", ["a"])[1]["content"].startswith("Here come 1 docs")
     # The settings digest follows the template text.
     s = RerankSettings()
-    assert s.digest(t.source_text) != s.digest(load_template().source_text)
+    assert s.digest(t.source_text, "m") != s.digest(load_template().source_text, "m")
 
 
 @pytest.mark.parametrize(
