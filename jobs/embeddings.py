@@ -108,9 +108,7 @@ def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
 def read_store(spark: SparkSession, store: str) -> DataFrame | None:
     """The store as a DataFrame, or None if it does not exist yet; fails on a wrong schema."""
     df = read_table_if_exists(spark, store, "--embedding-store")
-    if df is not None:
-        validate_store(df, store)
-    return df
+    return None if df is None else validate_store(df, store)
 
 
 def refresh_store(

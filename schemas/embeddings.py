@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from schemas.validation import SchemaError
+from schemas.validation import check_columns
 
 # One row per distinct text to embed (documents and queries alike).
 EMBEDDING_TEXTS = T.StructType(
@@ -51,17 +51,8 @@ EMBEDDING_STORE = T.StructType(
 STORE_KEY = ("encoder_digest", "max_tokens", "precision", "text_digest")
 
 
-def validate_store(df: DataFrame, ref: str) -> None:
-    """Raises ``SchemaError`` naming each column of the store that is missing or mistyped."""
-    have = {f.name: f.dataType for f in df.schema.fields}
-    problems = []
-    for field in EMBEDDING_STORE.fields:
-        if field.name not in have:
-            problems.append(f"missing column {field.name!r}")
-        elif have[field.name] != field.dataType:
-            problems.append(
-                f"column {field.name!r} has type {have[field.name].simpleString()}, "
-                f"expected {field.dataType.simpleString()}"
-            )
-    if problems:
-        raise SchemaError(f"embedding store {ref} is not an embedding store: " + "; ".join(problems))
+def validate_store(df: DataFrame, ref: str) -> DataFrame:
+    """The store with its columns checked (``check_columns``: every column required); raises
+    ``SchemaError`` naming each column that is missing or mistyped."""
+    return check_columns(df, EMBEDDING_STORE, set(EMBEDDING_STORE.fieldNames()),
+                         f"embedding store {ref}")
