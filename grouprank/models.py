@@ -110,6 +110,8 @@ class EncoderRef:
     digest: str
     # Tokens of each text the encoder reads.
     max_tokens: int
+    # Documents in each query's feedback vector (the head's ``context_top``; 0 = none).
+    feedback_top: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,8 @@ def model_ref(spec: str) -> ModelRef:
     if is_group_encoder_dir(path):
         config = load_config(path)
         encoder = EncoderRef(
-            config.encoder, content_digest(_encoder_path(config.encoder)), config.max_doc_tokens
+            config.encoder, content_digest(_encoder_path(config.encoder)), config.max_doc_tokens,
+            config.context_top,
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from grouprank.encoding import resolve_precision
@@ -90,6 +91,49 @@ def attach_embeddings(scoreable: DataFrame, vectors: DataFrame) -> DataFrame:
         .join(queries, "_query")
         .drop("_doc", "_query")
     )
+
+
+def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
+    """Adds each row's ``context_vector``: its query's feedback vector over the whole list.
+
+    The same vector as ``grouprank.backends.group_encoder.feedback_vector``: the normalised mean
+    of the (normalised) vectors of the query's ``top`` documents ordered by
+    ``-log(first_stage_rank) - log(cosine rank)`` (as the product of the ranks, which is exact),
+    ties by first-stage rank then docid. Rows need
+    ``vector``, ``query_vector`` and ``first_stage_rank``.
+    """
+    by_query = Window.partitionBy("qid")
+    cosine = F.aggregate(
+        F.zip_with("vector", "query_vector", lambda d, q: d * q), F.lit(0.0).cast("double"),
+        lambda acc, x: acc + x,
+    )
+    ranked = embedded.select("qid", "docid", "first_stage_rank", "vector", "query_vector").withColumn(
+        "_cos", cosine
+    ).withColumn("_cos_rank", F.row_number().over(
+        by_query.orderBy(F.col("_cos").desc(), "first_stage_rank", "docid")
+    ))
+    product = F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("long") * F.col("_cos_rank")
+    chosen = ranked.withColumn("_product", product).withColumn("_pos", F.row_number().over(
+        by_query.orderBy("_product", "first_stage_rank", "docid")
+    )).where(F.col("_pos") <= top)
+    norm = F.sqrt(F.aggregate(F.transform("vector", lambda x: x * x), F.lit(0.0).cast("double"),
+                              lambda acc, x: acc + x))
+    unit = F.transform("vector", lambda x: x / F.greatest(norm, F.lit(1e-12)))
+    summed = chosen.select("qid", F.posexplode(unit).alias("_dim", "_value")).groupBy(
+        "qid", "_dim"
+    ).agg(F.avg("_value").alias("_value"))
+    means = summed.groupBy("qid").agg(
+        F.transform(F.sort_array(F.collect_list(F.struct("_dim", "_value"))),
+                    lambda m: m["_value"]).alias("_mean")
+    )
+    length = F.sqrt(F.aggregate(F.transform("_mean", lambda x: x * x),
+                                F.lit(0.0).cast("double"), lambda acc, x: acc + x))
+    contexts = means.select(
+        "qid",
+        F.transform("_mean", lambda x: (x / F.greatest(length, F.lit(1e-12))).cast("float"))
+        .alias("context_vector"),
+    )
+    return embedded.join(contexts, "qid")
 
 
 def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:

@@ -28,7 +28,9 @@ def pool_sources(candidates: DataFrame, settings: SynthesisSettings) -> DataFram
     ranked = usable.withColumn("pos", F.row_number().over(order)).where(
         F.col("pos") <= settings.pool_depth
     )
-    members = F.sort_array(F.collect_list(F.struct("pos", "docid", "text", "score")))
+    members = F.sort_array(
+        F.collect_list(F.struct("pos", "docid", "text", "score", "first_stage_rank"))
+    )
     return (
         ranked.groupBy("qid")
         .agg(F.first("query").alias("query"), members.alias("m"))
@@ -38,6 +40,7 @@ def pool_sources(candidates: DataFrame, settings: SynthesisSettings) -> DataFram
             F.transform("m", lambda x: x["docid"]).alias("docids"),
             F.transform("m", lambda x: x["text"]).alias("texts"),
             F.transform("m", lambda x: x["score"]).alias("scores"),
+            F.transform("m", lambda x: x["first_stage_rank"]).alias("ranks"),
         )
         .select(*POOL_SOURCES.fieldNames())
     )

@@ -54,6 +54,9 @@ class TrainJob:
     seed: int = 0
     # Checkpoint every this many steps; a rerun with the same --output resumes from the last.
     save_every: int = 100
+    # Group encoder, fresh head: documents in each query's pseudo-relevance feedback vector
+    # (the samples' feedback_texts in training, the list's top at inference; 0 = none).
+    feedback_top: int = 0
     # Launch through TorchDistributor with this many processes (0 = in this process).
     num_processes: int = 0
     # With TorchDistributor: run on the driver (local) instead of on executors.
@@ -159,7 +162,7 @@ def config_for(backbone: str, job: TrainJob, rl: RLOptions | None = None):
             common["epochs"] = max(1, round(job.epochs))
         if rl is not None:
             common["clip"] = rl.clip
-        return EncoderTrainConfig(save_every=job.save_every, **common)
+        return EncoderTrainConfig(save_every=job.save_every, context_top=job.feedback_top, **common)
     from grouprank.training.llm import LLMTrainConfig
 
     if job.epochs:

@@ -122,7 +122,8 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     every candidate goes to group 0, ordered by ``first_stage_rank`` (then docid), which the
     frame must then carry (``prepare_candidates`` adds it).
     Rows that carry embeddings (``vector``, ``query_vector``: see ``jobs.embeddings``) pass them
-    on as the group's ``vectors`` and ``query_vector``.
+    on as the group's ``vectors`` and ``query_vector``; rows that carry ``first_stage_rank`` (all
+    prepared rows) pass it on as the group's ``ranks``.
     Returns one row per (qid, repeat, group) following ``schemas.SCORING_GROUPS``.
     """
     listwise = settings.paradigm == "listwise"
@@ -134,10 +135,14 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     order = by_query.orderBy("first_stage_rank", "docid") if listwise else shuffled
     dealt = F.lit(0) if listwise else F.col("pos") % F.ceil(F.col("n") / settings.group_size)
     embedded = "vector" in candidates.columns
+    feedback = "context_vector" in candidates.columns
+    ranked = "first_stage_rank" in candidates.columns
     columns = ["qid", "query", "docid", "text", "score"] + (
-        ["first_stage_rank"] if listwise else []
-    ) + (["vector", "query_vector"] if embedded else [])
-    member = ["pos", "docid", "text", "score"] + (["vector"] if embedded else [])
+        ["first_stage_rank"] if listwise or ranked else []
+    ) + (["vector", "query_vector"] if embedded else []) + (["context_vector"] if feedback else [])
+    member = ["pos", "docid", "text", "score"] + (["first_stage_rank"] if ranked else []) + (
+        ["vector"] if embedded else []
+    )
     rows = (
         candidates.select(*columns)
         .withColumn("repeat", repeats)
@@ -152,6 +157,7 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
             F.min("query").alias("query"),
             F.sort_array(F.collect_list(F.struct(*member))).alias("members"),
             *([F.first("query_vector").alias("query_vector")] if embedded else []),
+            *([F.first("context_vector").alias("context_vector")] if feedback else []),
         )
         .select(
             "qid",
@@ -161,11 +167,14 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
             F.transform("members", lambda m: m["docid"]).alias("docids"),
             F.transform("members", lambda m: m["text"]).alias("texts"),
             F.transform("members", lambda m: m["score"]).alias("scores"),
+            *([F.transform("members", lambda m: m["first_stage_rank"]).alias("ranks")]
+              if ranked else []),
             *(
                 [F.col("query_vector"), F.transform("members", lambda m: m["vector"]).alias("vectors")]
                 if embedded
                 else []
             ),
+            *([F.col("context_vector")] if feedback else []),
         )
     )
 
@@ -260,7 +269,7 @@ def score_candidates(
     document and query text is embedded once in its own stage (or taken from ``vectors``, e.g.
     read from an embedding store) and the groups carry the vectors to the scoring UDF.
     """
-    from jobs.embeddings import attach_embeddings, distinct_texts, embed_texts
+    from jobs.embeddings import attach_embeddings, attach_feedback, distinct_texts, embed_texts
 
     if partitions is None:
         partitions = settings.partitions or default_parallelism(prepared.sparkSession)
@@ -269,6 +278,8 @@ def score_candidates(
         if vectors is None:
             vectors = embed_texts(distinct_texts(scoreable), settings, ref, partitions)
         scoreable = attach_embeddings(scoreable, vectors)
+        if ref.encoder.feedback_top:
+            scoreable = attach_feedback(scoreable, ref.encoder.feedback_top)
     groups = build_groups(scoreable, settings)
     return score_groups(groups, settings, ref, partitions)
 

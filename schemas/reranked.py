@@ -15,10 +15,15 @@ SCORING_GROUPS = T.StructType(
         T.StructField("texts", T.ArrayType(T.StringType(), True), False),
         # First-stage scores, aligned with docids (read by backbones that use them).
         T.StructField("scores", T.ArrayType(T.DoubleType(), False), False),
+        # First-stage ranks (1 = best) within the query's whole list, aligned with docids; absent
+        # when the frame was not prepared (``prepare_candidates``).
+        T.StructField("ranks", T.ArrayType(T.IntegerType(), False), True),
         # Precomputed embeddings (models with precomputed_embeddings only): the query's, and each
         # document's aligned with docids; absent for other models.
         T.StructField("query_vector", T.ArrayType(T.FloatType(), False), True),
         T.StructField("vectors", T.ArrayType(T.ArrayType(T.FloatType(), False), False), True),
+        # The query's feedback vector over its whole list (models with a feedback_top only).
+        T.StructField("context_vector", T.ArrayType(T.FloatType(), False), True),
     ]
 )
 

@@ -12,8 +12,13 @@ POOL_SOURCES = T.StructType(
         T.StructField("docids", T.ArrayType(T.StringType(), False), False),
         T.StructField("texts", T.ArrayType(T.StringType(), False), False),
         T.StructField("scores", T.ArrayType(T.DoubleType(), False), False),
+        # First-stage ranks (1 = best) in the query's whole candidate list, aligned with docids.
+        T.StructField("ranks", T.ArrayType(T.IntegerType(), False), False),
     ]
 )
+
+# Feedback texts kept per sample.
+FEEDBACK_TEXTS = 10
 
 # One row per training sample; the training jobs read these columns.
 SAMPLES = T.StructType(
@@ -26,6 +31,9 @@ SAMPLES = T.StructType(
         T.StructField("texts", T.ArrayType(T.StringType(), False), False),
         # The first-stage scores of the documents (an input of the group-encoder backbone).
         T.StructField("first_stage_scores", T.ArrayType(T.DoubleType(), False), False),
+        # Their first-stage ranks (1 = best) in the query's whole candidate list (also read by
+        # the group-encoder backbone: a sample holds only part of the list).
+        T.StructField("first_stage_ranks", T.ArrayType(T.IntegerType(), False), False),
         # 0-10 targets and 1-based target ranks (1 = best), aligned with docids.
         T.StructField("target_scores", T.ArrayType(T.DoubleType(), False), False),
         T.StructField("target_ranks", T.ArrayType(T.IntegerType(), False), False),
@@ -35,6 +43,9 @@ SAMPLES = T.StructType(
         # Each document's position in the pointwise (L_p) and listwise (L_l) ranking of its pool.
         T.StructField("pointwise_ranks", T.ArrayType(T.IntegerType(), False), False),
         T.StructField("listwise_ranks", T.ArrayType(T.IntegerType(), False), False),
+        # The pool's best texts by the fused labels, best first (at most FEEDBACK_TEXTS): the
+        # feedback documents a group encoder with a ``context_top`` reads in training.
+        T.StructField("feedback_texts", T.ArrayType(T.StringType(), False), False),
         # Documents of the pool a teacher gave no usable score (ranked last, target level 0).
         T.StructField("teacher_unscored", T.IntegerType(), False),
         # JSON: {"pointwise": {"id": ..., "digest": ...}, "listwise": {...}}.

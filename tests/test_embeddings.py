@@ -139,3 +139,28 @@ def test_the_store_needs_a_model_that_embeds_texts(spark, tmp_path, tiny_model_d
     job = rerank_job.RerankJob(cand, str(tmp_path / "o"), DAY, embedding_store=str(tmp_path / "s"))
     with pytest.raises(ValueError, match="--embedding-store needs a group-encoder model"):
         rerank_job.run(job, RerankSettings(model=str(tiny_model_dir)))
+
+
+def test_the_jobs_feedback_vector_is_the_models(spark):
+    """``attach_feedback`` (SQL over the whole list) gives ``feedback_vector`` (numpy) per query."""
+    from grouprank.backends.group_encoder import feedback_vector
+    from jobs.embeddings import attach_feedback
+
+    rng = np.random.default_rng(3)
+    rows, expected = [], {}
+    for q in ("q1", "q2"):
+        query = rng.normal(size=8).astype(np.float32)
+        query /= np.linalg.norm(query)
+        docs = rng.normal(size=(12, 8)).astype(np.float32)
+        docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+        ranks = rng.permutation(12) + 1
+        expected[q] = feedback_vector(query, docs, ranks, 3)
+        rows += [(q, f"d{i}", int(ranks[i]), docs[i].tolist(), query.tolist()) for i in range(12)]
+    frame = spark.createDataFrame(
+        rows, "qid string, docid string, first_stage_rank int, vector array<float>, "
+        "query_vector array<float>",
+    )
+    got = attach_feedback(frame, 3).select("qid", "context_vector").distinct().collect()
+    assert sorted(r["qid"] for r in got) == ["q1", "q2"]
+    for row in got:
+        assert np.allclose(row["context_vector"], expected[row["qid"]], atol=1e-5)

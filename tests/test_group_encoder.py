@@ -18,6 +18,7 @@ from grouprank.backends.group_encoder import (
     expected_scores,
     is_group_encoder_dir,
     pad_groups,
+    rank_features,
     pair_features,
     save_head,
 )
@@ -76,7 +77,7 @@ def _batch(size: int = 6, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     query = torch.randn(1, 384, generator=gen)
     docs = torch.randn(size, 384, generator=gen)
-    return pad_groups(query, [docs], [torch.randn(size, generator=gen).tolist()])
+    return pad_groups(query, [docs], [torch.randn(size, generator=gen).tolist()])[:4]
 
 
 def test_scores_follow_the_documents_not_their_order():
@@ -109,7 +110,7 @@ def test_a_score_depends_on_the_rest_of_the_group():
 def test_padding_and_unknown_first_stage_give_finite_features():
     query = torch.randn(2, 384)
     batch = pad_groups(query, [torch.randn(3, 384), torch.randn(1, 384)], [[1.0, 1.0, 2.0], []])
-    features = pair_features(*batch)
+    features = pair_features(*batch[:4])
     assert torch.isfinite(features).all()
     assert features[1, 1:].abs().sum() == 0  # padding rows are zeros
     z, pct, known = features[0, :, -3], features[0, :, -2], features[0, :, -1]
@@ -264,3 +265,30 @@ def test_rerank_job_runs_a_group_encoder_checkpoint(spark, tmp_path):
     scored = out[out.qid == "q1"]
     assert scored.model_score.between(0, 10).all() and set(scored.status) == {"ok"}
     assert sorted(scored["rank"]) == list(range(1, 8))
+
+
+def test_rank_features_say_where_a_document_stood_in_the_whole_list():
+    ranks = torch.tensor([[1, 3, 100, 0]])
+    mask = torch.tensor([[True, True, True, True]])
+    features = rank_features(ranks, mask)[0]
+    assert features[0].tolist() == [1.0, 0.0, 1.0]  # rank 1: full discount, no depth
+    assert features[1, 0] == pytest.approx(0.5) and features[2, 1] == pytest.approx(2 / 3)
+    assert features[3].tolist() == [0.0, 0.0, 0.0]  # unknown rank: nothing, flagged unknown
+
+
+def test_a_rank_reading_head_is_order_free_and_uses_the_ranks():
+    torch.manual_seed(0)
+    head = GroupHead(GroupEncoderConfig(hidden=32, heads=4, dropout=0.0, rank_features=True))
+    head.eval()
+    query, docs, first_stage, mask, ranks = pad_groups(
+        torch.randn(1, 384), [torch.randn(4, 384)], [[0.1, 0.2, 0.3, 0.4]], [[7, 1, 40, 3]]
+    )
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        scores = expected_scores(head(query, docs, first_stage, mask, ranks))[0]
+        shuffled = expected_scores(
+            head(query, docs[:, perm], first_stage[:, perm], mask, ranks[:, perm])
+        )[0]
+        other = expected_scores(head(query, docs, first_stage, mask, ranks.flip(-1)))[0]
+    assert torch.allclose(shuffled, scores[perm], atol=1e-5)
+    assert not torch.allclose(other, scores, atol=1e-4)

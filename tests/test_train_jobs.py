@@ -34,8 +34,9 @@ def samples_table(spark, tmp_path_factory):
         target_ranks = [ranks.index(i) + 1 for i in range(n)]
         rows.append((
             r.sample_id, r.qid, r.query, list(r.docids), list(r.texts),
-            list(r.first_stage_scores), list(r.target_scores), target_ranks, n, r.split,
-            target_ranks, target_ranks, 0, "{}", "prompt", "completion", "0123456789abcdef", DAY,
+            list(r.first_stage_scores), list(range(1, n + 1)), list(r.target_scores),
+            target_ranks, n, r.split,
+            target_ranks, target_ranks, list(r.texts[:2]), 0, "{}", "prompt", "completion", "0123456789abcdef", DAY,
         ))
     path = str(tmp_path_factory.mktemp("train") / "samples")
     spark.createDataFrame(rows, SAMPLES).write.format("delta").save(path)

@@ -88,16 +88,23 @@ def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
     embedded = "vectors" in chunk.columns
     query_vectors = chunk["query_vector"] if embedded else [None] * len(chunk)
     vectors = chunk["vectors"] if embedded else [None] * len(chunk)
+    ranks = chunk["ranks"] if "ranks" in chunk.columns else [()] * len(chunk)
+    contexts = (
+        chunk["context_vector"] if "context_vector" in chunk.columns else [None] * len(chunk)
+    )
     groups = [
         GroupInput(
             query=str(query),
             texts=tuple(str(t) for t in texts),
             first_stage=tuple(float(s) for s in scores),
+            first_stage_rank=tuple(int(r) for r in group_ranks),
             query_vector=query_vector,
             vectors=group_vectors,
+            context_vector=context,
         )
-        for query, texts, scores, query_vector, group_vectors in zip(
-            chunk["query"], chunk["texts"], chunk["scores"], query_vectors, vectors, strict=True
+        for query, texts, scores, group_ranks, query_vector, group_vectors, context in zip(
+            chunk["query"], chunk["texts"], chunk["scores"], ranks, query_vectors, vectors,
+            contexts, strict=True,
         )
     ]
     results = scorer.score_groups(groups)

@@ -16,7 +16,7 @@ from grouprank.backends import GroupInput
 from grouprank.backends.base import check_result
 from grouprank.parsing import OK
 from grouprank.teachers import FIRST_STAGE, TeacherSpec, load_teacher, teacher_digest
-from schemas.samples import SAMPLES
+from schemas.samples import FEEDBACK_TEXTS, SAMPLES
 from udfs.cache import cached, task_device
 
 _SAMPLE_COLUMNS = [c for c in SAMPLES.fieldNames() if c != "run_date"]
@@ -57,9 +57,11 @@ def synthesize_udf(
 
 
 class _Pool:
-    def __init__(self, qid: str, query: str, docids: list, texts: list, scores: list) -> None:
+    def __init__(
+        self, qid: str, query: str, docids: list, texts: list, scores: list, ranks: list
+    ) -> None:
         self.qid, self.query = qid, query
-        self.docids, self.texts, self.scores = docids, texts, scores
+        self.docids, self.texts, self.scores, self.ranks = docids, texts, scores, ranks
 
 
 def _pool(row, settings: syn.SynthesisSettings) -> _Pool:
@@ -70,6 +72,7 @@ def _pool(row, settings: syn.SynthesisSettings) -> _Pool:
         [row.docids[i] for i in keep],
         [row.texts[i] for i in keep],
         [float(row.scores[i]) for i in keep],
+        [int(row.ranks[i]) for i in keep],
     )
 
 
@@ -109,6 +112,8 @@ def _samples(pool, p_scores, l_scores, settings, teachers: str, chat) -> list[tu
     labels = syn.ranks_from_scores(fused, p_rank)
     targets = syn.calibrated_targets(labels, [0.0 if s is None else s for s in p_scores])
     split = syn.split_of(pool.qid, settings)
+    by_label = sorted(range(n), key=lambda i: labels[i])
+    feedback = [pool.texts[i] for i in by_label[:FEEDBACK_TEXTS]]
     rows = []
     for k, sample in enumerate(syn.cut_samples(labels, targets, pool.qid, settings)):
         texts = [pool.texts[i] for i in sample.positions]
@@ -120,12 +125,14 @@ def _samples(pool, p_scores, l_scores, settings, teachers: str, chat) -> list[tu
                 [pool.docids[i] for i in sample.positions],
                 texts,
                 [pool.scores[i] for i in sample.positions],
+                [pool.ranks[i] for i in sample.positions],
                 sample.target_scores,
                 sample.target_ranks,
                 len(sample.positions),
                 split,
                 [p_rank[i] for i in sample.positions],
                 [l_rank[i] for i in sample.positions],
+                feedback,
                 unscored,
                 teachers,
                 chat.prompt(pool.query, texts),

@@ -15,10 +15,17 @@ class GroupInput:
     # First-stage scores aligned with ``texts`` (higher is better), or empty when unknown. LLM
     # backbones ignore them; the group-encoder backbone reads them as features.
     first_stage: tuple[float, ...] = ()
+    # 1-based first-stage ranks of ``texts`` within the query's whole candidate list (not just
+    # this group), or empty when unknown: a group sees only a random share of the list, and the
+    # rank is what says where a document stood in all of it, whatever the scores' scale.
+    first_stage_rank: tuple[int, ...] = ()
     # Precomputed embeddings, for backbones that declare ``precomputed_embeddings``: the query's
     # vector (E,) and the documents' (N, E), numpy or torch; None = encode ``query``/``texts``.
     query_vector: object | None = None
     vectors: object | None = None
+    # The query's feedback vector (E,) over its whole candidate list, for backbones that read
+    # one (the group encoder's ``context_top``); None = the backbone makes it from this group.
+    context_vector: object | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ KIND = "group-encoder"
 SHIPPED_ENCODER = "minilm"
 NUM_LEVELS = 11  # integer scores 0..10
 _EXTRA_FEATURES = 5  # cosine, cosine - group mean, first-stage z, first-stage percentile, has first stage
+_RANK_FEATURES = 3  # 1/log2(1 + rank), log(rank)/log(1000), has a rank
+_RANK_SCALE = float(np.log(1000.0))
+_CONTEXT_FEATURES = 2  # cosine to the query's feedback vector, and that minus the group mean
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ class GroupEncoderConfig:
     # The reranking job's fusion weight when --fusion-weight is not given: the head already reads
     # the first-stage score, so fusing it in again only double-counts it.
     fusion_weight: float = 1.0
+    # Whether the head also reads each document's first-stage rank in the query's whole list
+    # (``GroupInput.first_stage_rank``); checkpoints from before it was a feature read only the
+    # scores normalised within the group.
+    rank_features: bool = False
+    # Pseudo-relevance feedback: the mean embedding of the query's top this many documents (by
+    # ``feedback_order``: first-stage rank and cosine fused) is the query's feedback vector, and
+    # each document's cosine to it is a feature (0 = off). The reranking job computes the vector
+    # over the whole candidate list (``GroupInput.context_vector``).
+    context_top: int = 0
 
     def __post_init__(self) -> None:
         if self.kind != KIND:
@@ -75,7 +87,7 @@ class GroupHead(nn.Module):
         super().__init__()
         self.config = config
         self.project = nn.Sequential(
-            nn.Linear(config.embedding_dim + _EXTRA_FEATURES, config.hidden),
+            nn.Linear(config.embedding_dim + feature_count(config), config.hidden),
             nn.GELU(),
             nn.LayerNorm(config.hidden),
         )
@@ -92,11 +104,24 @@ class GroupHead(nn.Module):
 
     def forward(
         self, query: torch.Tensor, docs: torch.Tensor, first_stage: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor, ranks: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, N, 11) for ``query`` (B, E), ``docs`` (B, N, E), ``first_stage`` (B, N)
-        (NaN where unknown) and ``mask`` (B, N), True for real documents."""
-        hidden = self.project(pair_features(query, docs, first_stage, mask))
+        (NaN where unknown), ``mask`` (B, N), True for real documents, and ``ranks`` (B, N), the
+        first-stage ranks in the whole list (0 where unknown; read if ``rank_features``), and
+        ``context`` (B, E), each query's feedback vector (read if ``context_top``; zeros or None
+        = unknown)."""
+        features = pair_features(query, docs, first_stage, mask)
+        if self.config.rank_features:
+            if ranks is None:
+                ranks = torch.zeros(mask.shape)
+            features = torch.cat([features, rank_features(ranks, mask)], dim=-1)
+        if self.config.context_top:
+            if context is None:
+                context = torch.zeros(query.shape)
+            features = torch.cat([features, context_features(context, docs, mask)], dim=-1)
+        hidden = self.project(features)
         if self.across is not None:
             hidden = self.across(hidden, src_key_padding_mask=~mask)
         return self.out(hidden)
@@ -117,6 +142,66 @@ def pair_features(
     z, percentile = _first_stage_features(first_stage, known)
     extra = torch.stack([cosine, relative, z, percentile, known.float()], dim=-1)
     return torch.cat([product, extra], dim=-1) * weight[..., None]
+
+
+def feature_count(config: GroupEncoderConfig) -> int:
+    """Per-document input features besides the embedding product."""
+    return (
+        _EXTRA_FEATURES
+        + (_RANK_FEATURES if config.rank_features else 0)
+        + (_CONTEXT_FEATURES if config.context_top else 0)
+    )
+
+
+def feedback_order(ranks: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+    """Positions of a query's documents, best first, by ``-log(rank) - log(cosine rank)``
+    (first-stage rank and cosine rank fused as the synthesis fuses its teachers with beta 0.5),
+    computed exactly as the product of the two ranks; ties by first-stage rank, then position.
+    The reranking job orders the same way in SQL (``jobs.embeddings.attach_feedback``)."""
+    ranks = np.maximum(np.asarray(ranks, dtype=np.int64), 1)
+    position = np.arange(len(cosines))
+    cos_rank = np.empty(len(cosines), dtype=np.int64)
+    cos_rank[np.lexsort((position, ranks, -cosines))] = position + 1
+    return np.lexsort((position, ranks, ranks * cos_rank))
+
+
+def feedback_vector(
+    query: np.ndarray, docs: np.ndarray, ranks: np.ndarray, top: int
+) -> np.ndarray:
+    """The query's feedback vector: the normalised mean of the normalised embeddings of its
+    ``top`` best documents by ``feedback_order`` (``docs`` (N, E), ``ranks`` (N,) 1-based)."""
+    docs = docs / np.maximum(np.linalg.norm(docs, axis=-1, keepdims=True), 1e-12)
+    q = query / max(float(np.linalg.norm(query)), 1e-12)
+    chosen = feedback_order(np.asarray(ranks, dtype=float), docs @ q)[:top]
+    mean = docs[chosen].mean(0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def context_features(
+    context: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """(B, N, 2): each document's cosine to its query's feedback vector ``context`` (B, E), and
+    that cosine minus the group's mean; zeros where ``context`` is all zeros (unknown)."""
+    context = nn.functional.normalize(context, dim=-1)
+    docs = nn.functional.normalize(docs, dim=-1)
+    cosine = (docs * context[:, None, :]).sum(-1)
+    weight = mask.float()
+    count = weight.sum(-1, keepdim=True).clamp(min=1)
+    relative = cosine - (cosine * weight).sum(-1, keepdim=True) / count
+    return torch.stack([cosine, relative], dim=-1) * weight[..., None]
+
+
+def rank_features(ranks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) features of 1-based first-stage ranks (0 = unknown): the DCG discount
+    1/log2(1 + rank), log(rank)/log(1000) capped at 1, and whether the rank is known. Ranks say
+    where a document stood in the whole candidate list whatever the scores' scale (BM25, dot
+    products, probabilities), which the within-group score features cannot."""
+    known = (ranks > 0) & mask
+    r = ranks.clamp(min=1).float()
+    discount = 1.0 / torch.log2(1.0 + r)
+    depth = (torch.log(r) / _RANK_SCALE).clamp(max=1.0)
+    weight = known.float()
+    return torch.stack([discount * weight, depth * weight, weight], dim=-1)
 
 
 def _first_stage_features(
@@ -185,23 +270,30 @@ def load_head(path: str | Path, device: str = "cpu") -> GroupHead:
 
 
 def pad_groups(
-    queries: torch.Tensor, docs: Sequence[torch.Tensor], first_stage: Sequence[Sequence[float]]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pads groups of different sizes into (query, docs, first_stage, mask) batch tensors.
+    queries: torch.Tensor,
+    docs: Sequence[torch.Tensor],
+    first_stage: Sequence[Sequence[float]],
+    ranks: Sequence[Sequence[int]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pads groups of different sizes into (query, docs, first_stage, mask, ranks) tensors.
 
-    ``first_stage[i]`` may be empty (unknown): its entries become NaN.
+    ``first_stage[i]`` may be empty (unknown): its entries become NaN; ``ranks[i]`` (or all
+    ranks, when None) may be empty too: its entries become 0.
     """
     size = max(len(d) for d in docs)
     batch, dim = len(docs), queries.shape[-1]
     padded = torch.zeros(batch, size, dim, dtype=queries.dtype)
     scores = torch.full((batch, size), float("nan"))
     mask = torch.zeros(batch, size, dtype=torch.bool)
-    for i, (block, fs) in enumerate(zip(docs, first_stage)):
+    rank_tensor = torch.zeros(batch, size, dtype=torch.long)
+    for i, (block, fs) in enumerate(zip(docs, first_stage, strict=True)):
         padded[i, : len(block)] = block
         mask[i, : len(block)] = True
         if len(fs):
             scores[i, : len(fs)] = torch.as_tensor(list(fs), dtype=torch.float32)
-    return queries, padded, scores, mask
+        if ranks is not None and len(ranks[i]):
+            rank_tensor[i, : len(ranks[i])] = torch.as_tensor(list(ranks[i]), dtype=torch.long)
+    return queries, padded, scores, mask, rank_tensor
 
 
 class GroupEncoderScorer:
@@ -243,8 +335,12 @@ class GroupEncoderScorer:
         if not groups:
             return []
         queries, blocks = self._vectors(groups)
-        batch = pad_groups(queries, blocks, [g.first_stage for g in groups])
-        logits = self.head(*(t.to(self.device) for t in batch))
+        batch = pad_groups(
+            queries, blocks, [g.first_stage for g in groups],
+            [g.first_stage_rank for g in groups],
+        )
+        context = self._contexts(groups, queries, blocks)
+        logits = self.head(*(t.to(self.device) for t in batch), context=context)
         scores = expected_scores(logits).cpu()
         return [
             GroupResult(
@@ -255,6 +351,23 @@ class GroupEncoderScorer:
             )
             for i, g in enumerate(groups)
         ]
+
+    def _contexts(
+        self, groups: Sequence[GroupInput], queries: torch.Tensor, blocks: list[torch.Tensor]
+    ) -> torch.Tensor | None:
+        """Each group's feedback vector: given (computed by the job over the whole list), else
+        made from the group's own documents (an approximation: a group is part of the list)."""
+        top = self.head.config.context_top
+        if not top:
+            return None
+        rows = []
+        for group, query, docs in zip(groups, queries, blocks, strict=True):
+            if group.context_vector is not None:
+                rows.append(torch.as_tensor(_stack(group.context_vector), dtype=torch.float32))
+                continue
+            ranks = np.asarray(group.first_stage_rank or range(1, len(docs) + 1), dtype=float)
+            rows.append(torch.from_numpy(feedback_vector(query.numpy(), docs.numpy(), ranks, top)))
+        return torch.stack(rows).to(self.device)
 
     def _vectors(self, groups: Sequence[GroupInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Query vectors (B, E) and each group's document vectors, given or embedded here."""

@@ -83,6 +83,12 @@ class EncoderTrainConfig:
     layers: int = 2
     heads: int = 4
     dropout: float = 0.1
+    # Whether a fresh head reads the documents' first-stage ranks in their whole candidate list
+    # (the samples' ``first_stage_ranks``; see ``GroupEncoderConfig.rank_features``).
+    rank_features: bool = True
+    # Feedback documents a fresh head reads (``GroupEncoderConfig.context_top``; 0 = none): the
+    # samples' ``feedback_texts`` give each query's feedback vector.
+    context_top: int = 0
     # Checkpoint every this many steps (0: only at the end).
     save_every: int = 100
     # Seed of the head's initialisation, the batch order and the rollouts.
@@ -119,6 +125,8 @@ class _Data:
     docs: list[torch.Tensor]  # S x (n_i, E)
     first_stage: list[list[float]]
     targets: list[list[float]]
+    ranks: list[list[int]]
+    contexts: torch.Tensor  # (S, E) feedback vectors, zeros where the samples hold none
 
 
 def train_sft(
@@ -138,7 +146,8 @@ def train_sft(
         head = GroupHead(
             GroupEncoderConfig(
                 encoder=encoder, hidden=config.hidden, layers=config.layers, heads=config.heads,
-                dropout=config.dropout,
+                dropout=config.dropout, rank_features=config.rank_features,
+                context_top=config.context_top,
             )
         )
     data = _prepare(samples, "sft", head.config)
@@ -148,7 +157,8 @@ def train_sft(
 
     def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         head.train()
-        logits = head(batch["query"], batch["docs"], batch["first_stage"], batch["mask"])
+        logits = head(batch["query"], batch["docs"], batch["first_stage"], batch["mask"],
+                      batch["ranks"], batch["context"])
         loss, parts = sft_loss(logits, batch["targets"], batch["mask"], config.listnet_weight)
         optimizer.zero_grad()
         loss.backward()
@@ -224,7 +234,8 @@ def grpo_step(
     generator: torch.Generator,
 ) -> dict[str, float]:
     """One GRPO update on a batch: sample rollouts, reward them, take ``inner_steps`` steps."""
-    inputs = (batch["query"], batch["docs"], batch["first_stage"], batch["mask"])
+    inputs = (batch["query"], batch["docs"], batch["first_stage"], batch["mask"], batch["ranks"],
+              batch["context"])
     mask = batch["mask"]
     # Dropout off throughout: the ratio must compare the same function before and after a step.
     head.eval()
@@ -367,15 +378,15 @@ def _batches(
             chosen = order[start : start + config.batch_size][rank::world]
             if not len(chosen):  # a last, short batch with fewer samples than processes
                 chosen = order[start : start + 1]
-            query, docs, first_stage, mask = pad_groups(
+            query, docs, first_stage, mask, ranks = pad_groups(
                 data.queries[chosen], [data.docs[i] for i in chosen],
-                [data.first_stage[i] for i in chosen],
+                [data.first_stage[i] for i in chosen], [data.ranks[i] for i in chosen],
             )
             targets = torch.full(mask.shape, float("nan"))
             for row, i in enumerate(chosen):
                 targets[row, : len(data.targets[i])] = torch.tensor(data.targets[i])
             yield {"query": query, "docs": docs, "first_stage": first_stage, "mask": mask,
-                   "targets": targets}
+                   "ranks": ranks, "context": data.contexts[chosen], "targets": targets}
 
 
 def _checkpoint(
@@ -436,5 +447,21 @@ def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _
     else:
         first_stage = [[] for _ in range(len(rows))]
     targets = [list(map(float, t)) for t in rows["target_scores"]]
-    return _Data(queries, docs, first_stage, targets)
+    if "first_stage_ranks" in rows:
+        ranks = [list(map(int, r)) for r in rows["first_stage_ranks"]]
+    else:
+        ranks = [[] for _ in range(len(rows))]
+    contexts = torch.zeros_like(queries)
+    if config.context_top and "feedback_texts" in rows:
+        feedback = [[str(t) for t in block][: config.context_top] for block in rows["feedback_texts"]]
+        flat_feedback = [t for block in feedback for t in block]
+        if flat_feedback:
+            encoded = embed_cached(config.encoder, flat_feedback, config.max_doc_tokens)
+            start = 0
+            for i, block in enumerate(feedback):
+                if block:
+                    mean = encoded[start : start + len(block)].mean(0)
+                    contexts[i] = torch.nn.functional.normalize(mean, dim=-1)
+                start += len(block)
+    return _Data(queries, docs, first_stage, targets, ranks, contexts)
 
