@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 FAULTS = Path(__file__).resolve().parent / "faults"
+REPO = Path(__file__).resolve().parents[1]
+# The packages the wheel carries (pyproject's packages.find).
+PACKAGES = ("grouprank", "jobs", "udfs", "schemas")
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +68,27 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tests.tiny_model import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built once per run for the packaging and cluster tests with
+    ``python -m build --wheel --no-isolation`` from a copy of the packaged sources, so it neither
+    writes ``build/`` into the working tree nor needs PyPI."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    dist = tmp_path_factory.mktemp("dist")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
+        cwd=source, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (built,) = dist.glob("*.whl")
+    return built
 
 
 @pytest.fixture

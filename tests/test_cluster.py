@@ -21,7 +21,7 @@ import pytrec_eval
 from pyspark.testing import assertDataFrameEqual
 
 from schemas import CANDIDATES
-from tests.test_packaging import _GUARD, wheel  # noqa: F401 - the wheel fixture, built once here
+from tests.test_packaging import _GUARD
 
 # The cluster fixtures; helpers come through them (importing tests.cluster here would import it
 # before pytest loads it as a plugin).
@@ -38,7 +38,7 @@ def _rows() -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def shipped(standalone_cluster, wheel, tmp_path_factory):  # noqa: F811 - pytest fixture
+def shipped(standalone_cluster, wheel, tmp_path_factory):
     """The submit folder on the driver (its /tmp, unseen by the workers): the entry scripts and
     the wheel as a .zip for --py-files, as docs/DEPLOYMENT.md section 2 ships them."""
     folder = tmp_path_factory.mktemp("submit")

@@ -1,7 +1,7 @@
 """The wheel (what a cluster installs) and a spark-submit run that imports only from it.
 
-The wheel is built with ``python -m build --wheel --no-isolation`` from a copy of the packaged
-sources, so the test neither writes ``build/`` into the working tree nor needs PyPI.
+The wheel is the session's ``wheel`` fixture (tests/conftest.py), built once for these tests and
+the cluster's.
 """
 
 from __future__ import annotations
@@ -16,28 +16,10 @@ from pathlib import Path
 import pytest
 
 import grouprank
+from tests.conftest import PACKAGES
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("grouprank", "jobs", "udfs", "schemas")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    for package in PACKAGES:
-        shutil.copytree(REPO / package, source / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    dist = tmp_path_factory.mktemp("dist")
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
-        cwd=source, capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (built,) = dist.glob("*.whl")
-    return built
 
 
 def test_wheel_is_versioned_and_carries_packages_templates_and_data(wheel):
