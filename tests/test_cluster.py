@@ -191,25 +191,55 @@ def test_a_killed_executor_is_replaced_and_the_table_equals_an_undisturbed_run(
     assertDataFrameEqual(table, reference)
 
 
-def test_evaluate_reads_trec_files_that_only_the_driver_has(
-    spark, standalone_cluster, shipped, tmp_path
-):
+# Files only the driver has, both scenarios in one submit (one driver and one executor per
+# worker, not two): the evaluate entry script, run as spark-submit runs it, reading a TREC run and
+# qrels from the driver's /tmp, then the bundled sample written with the demo's own function. Both
+# import the project from the zip (the guard runs).
+_DRIVER_FILES = """
+import runpy, sys
+from jobs.demo import write_sample
+from jobs.session import get_session
+sample, evaluate, *flags = sys.argv[1:]
+write_sample(get_session("sample"), sample)
+sys.argv = [evaluate, *flags]
+try:
+    runpy.run_path(evaluate, run_name="__main__")
+except SystemExit as done:
+    if done.code:
+        raise
+"""
+_RUN = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 2.0, "y": 1.0}}
+_QRELS = {"q1": {"b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"z": 1}}
+
+
+@pytest.fixture(scope="module")
+def driver_files(spark, standalone_cluster, shipped, tmp_path_factory):
+    """Submits ``_DRIVER_FILES`` once; returns the metrics table's and the sample's paths."""
     # Files in the driver's /tmp: an executor opening them would fail (its /tmp is empty).
-    run = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 2.0, "y": 1.0}}
-    qrels = {"q1": {"b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"z": 1}}
-    run_file, qrels_file = tmp_path / "run.txt", tmp_path / "qrels.txt"
+    local = tmp_path_factory.mktemp("driver-only")
+    run_file, qrels_file = local / "run.txt", local / "qrels.txt"
     run_file.write_text("".join(
-        f"{q} Q0 {d} {r} {s} t\n" for q, docs in run.items()
+        f"{q} Q0 {d} {r} {s} t\n" for q, docs in _RUN.items()
         for r, (d, s) in enumerate(sorted(docs.items(), key=lambda x: -x[1]), 1)))
-    qrels_file.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in qrels.items()
+    qrels_file.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in _QRELS.items()
                                   for d, g in docs.items()))
-    output = str(standalone_cluster.shared / "metrics")
-    _finish(_submit(standalone_cluster, shipped, "evaluate.py", [
-        "--run", str(run_file), "--qrels", str(qrels_file), "--output", output,
-        "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"]))
-    got = {r["qid"]: r["value"] for r in spark.read.format("delta").load(output).collect()}
-    expected = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
-    for qid in run:
+    folder = shipped[0]
+    (folder / "driver_files.py").write_text(_DRIVER_FILES)
+    metrics = str(standalone_cluster.shared / "metrics")
+    sample = str(standalone_cluster.shared / "sample")
+    _finish(_submit(standalone_cluster, shipped, "driver_files.py", [
+        sample, str(folder / "evaluate.py"),
+        "--run", str(run_file), "--qrels", str(qrels_file), "--output", metrics,
+        "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"],
+        marks=standalone_cluster.shared / "driver-files-marks"))
+    return metrics, sample
+
+
+def test_evaluate_reads_trec_files_that_only_the_driver_has(spark, driver_files):
+    metrics, _ = driver_files
+    got = {r["qid"]: r["value"] for r in spark.read.format("delta").load(metrics).collect()}
+    expected = pytrec_eval.RelevanceEvaluator(_QRELS, {"ndcg_cut_10"}).evaluate(_RUN)
+    for qid in _RUN:
         assert got[qid] == pytest.approx(expected[qid]["ndcg_cut_10"])
     # Denominator qrels: q3 is judged but not in the run, so it counts as 0.
     assert got["all"] == pytest.approx(sum(v["ndcg_cut_10"] for v in expected.values()) / 3)
@@ -231,23 +261,10 @@ def test_synthesize_writes_its_samples_on_the_cluster(spark, standalone_cluster,
     assert {r["qid"] for r in table.select("qid").collect()} == {f"q{q}" for q in range(QUERIES)}
 
 
-# A driver program writing the bundled sample with the demo's own function, from the zip.
-_DEMO_SAMPLE = """
-import sys
-from jobs.demo import write_sample
-from jobs.session import get_session
-write_sample(get_session("sample"), sys.argv[1])
-"""
-
-
-def test_the_demo_sample_is_read_on_the_driver(spark, standalone_cluster, shipped):
-    folder = shipped[0]
-    (folder / "write_sample.py").write_text(_DEMO_SAMPLE)
-    output = str(standalone_cluster.shared / "sample")
-    _finish(_submit(standalone_cluster, shipped, "write_sample.py", [output],
-                    marks=standalone_cluster.shared / "sample-marks"))
+def test_the_demo_sample_is_read_on_the_driver(spark, driver_files):
+    _, sample = driver_files
     lines = (REPO / "grouprank" / "data" / "sample_candidates.jsonl").read_text().splitlines()
     expected = {(r["qid"], r["docid"]) for r in map(json.loads, lines)}
-    table = spark.read.format("delta").load(output)
+    table = spark.read.format("delta").load(sample)
     assert {(r["qid"], r["docid"]) for r in table.collect()} == expected
     assert table.count() == len(lines)
