@@ -100,13 +100,14 @@ def test_two_query_texts_for_one_qid_fail_with_examples(spark):
     check_candidates(spark.createDataFrame(rows[2:], CANDIDATES), RerankSettings())
 
 
-def test_an_empty_table_does_not_wipe_a_written_night(spark, tmp_path):
+def test_an_empty_table_does_not_wipe_a_written_night(spark, tmp_path, tiny_model_dir):
     cand, empty = str(tmp_path / "cand"), str(tmp_path / "empty")
     rows = [("q", "query", f"d{i}", f"text {i}", float(i), i + 1) for i in range(3)]
     spark.createDataFrame(rows, CANDIDATES).write.format("delta").save(cand)
     spark.createDataFrame([], CANDIDATES).write.format("delta").save(empty)
     out = str(tmp_path / "out")
-    first_stage = RerankSettings(model="default", fusion_weight=0.0)
+    # Any model does: the guard is on the table. The tiny one spares the workers MiniLM's load.
+    first_stage = RerankSettings(model=str(tiny_model_dir), fusion_weight=0.0)
     rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-27"), first_stage)
     with pytest.raises(ValueError, match="already holds 3 rows.*--allow-empty"):
         rerank_job.run(rerank_job.RerankJob(empty, out, "2026-11-27"), first_stage)
