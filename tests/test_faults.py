@@ -71,6 +71,15 @@ def _process(module: str, args: list[str], fault: str = ""):
     return proc
 
 
+def _kill(proc) -> None:
+    """Kills a job process and everything in its process group, and reaps it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone, with its group
+        pass
+    proc.wait()
+
+
 def _finish(proc, timeout=600) -> tuple[int, str]:
     proc.wait(timeout=timeout)
     proc.output.seek(0)
@@ -90,19 +99,22 @@ def test_killed_worker_is_retried_and_the_table_is_unchanged(spark, setup, fault
 def test_job_killed_before_commit_leaves_the_table_untouched(spark, setup):
     base, cand, settings, reference = setup
     out = str(base / "interrupted")
-    # An earlier night's partition that must survive.
-    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-26"), settings)
-    before = spark.read.format("delta").load(out).collect()
     marker = base / "stall.marker"
+    # The job stalls in its scoring, before its write, the first moment it touches the output
+    # table; so it starts first and its JVM comes up while this session writes the earlier night.
     proc = _job_process(cand, out, DAY, settings.model, f"stall:{marker}")
-    # A guard against a hang, not a timing: a loaded 2-core machine took over 300 s to get there.
-    deadline = time.time() + 900
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert marker.exists(), "the job never reached the scoring UDF"
-    time.sleep(2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        # An earlier night's partition that must survive.
+        rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-26"), settings)
+        before = spark.read.format("delta").load(out).collect()
+        # A guard against a hang, not a timing: a loaded 2-core machine took over 300 s.
+        deadline = time.time() + 900
+        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert marker.exists(), "the job never reached the scoring UDF"
+        time.sleep(2)
+    finally:
+        _kill(proc)
     after = spark.read.format("delta").load(out)
     assertDataFrameEqual(after, spark.createDataFrame(before, after.schema))
     # Rerunning the night gives exactly the undisturbed result.
@@ -114,9 +126,10 @@ def test_job_killed_before_commit_leaves_the_table_untouched(spark, setup):
 def test_two_dates_written_at_once_both_land(spark, setup, monkeypatch):
     base, cand, settings, _ = setup
     out = str(base / "concurrent")
-    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-20"), settings)  # table exists
     # Two writers in two JVMs, this session and a job process, each waiting before its Delta
-    # write until the other is there too: both commit against the same table version.
+    # write until the other is there too: both commit against the same table version. The job
+    # process starts first, so its JVM comes up while this session writes the first night; it
+    # reads the output table only in its write, after the barrier, when that night is there.
     meeting = f"{base / 'barrier'}:2"
     proc = _job_process(cand, out, "2026-11-21", settings.model, f"barrier:{meeting}")
     write = rerank_job.write_run_date_partition
@@ -125,9 +138,13 @@ def test_two_dates_written_at_once_both_land(spark, setup, monkeypatch):
         barrier(meeting, stop=lambda: proc.poll() is not None)
         write(*args, **kwargs)
 
-    monkeypatch.setattr(rerank_job, "write_run_date_partition", write_with_the_other)
-    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-22"), settings)
-    code, log = _finish(proc)
+    try:
+        rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-20"), settings)  # table exists
+        monkeypatch.setattr(rerank_job, "write_run_date_partition", write_with_the_other)
+        rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-22"), settings)
+        code, log = _finish(proc)
+    finally:
+        _kill(proc)  # a failure above leaves no job process behind
     assert code == 0, log[-3000:]
     table = spark.read.format("delta").load(out)
     counts = {str(r["run_date"]): r["count"] for r in table.groupBy("run_date").count().collect()}
