@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,29 @@ def spark(tmp_path_factory, fault_file):
     }
     session = get_session("grouprank-tests", master="local[2,4]", conf=conf)
     session.sparkContext.setLogLevel("ERROR")
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep_python_workers, args=(session, stop), daemon=True)
+    keeper.start()
     yield session
+    stop.set()
+    keeper.join(timeout=60)
     session.stop()
+
+
+# Spark stops every idle Python worker once none has been used for a minute (PythonWorkerFactory),
+# so a test after a minute without Python UDFs (a subprocess job, training in this process) paid
+# for new workers importing torch and loading their models again. A trivial Python UDF every 20 s
+# keeps the workers, and their model caches, for the whole run, as a long-lived executor keeps
+# its own; it scores nothing, so the fault injector never sees it.
+_KEEP_ALIVE_SECONDS = 20
+
+
+def _keep_python_workers(session, stop: threading.Event) -> None:
+    while not stop.wait(_KEEP_ALIVE_SECONDS):
+        try:
+            session.range(1).mapInPandas(lambda batches: batches, "id long").collect()
+        except Exception:  # a session being stopped, or a test's killed worker: try again later
+            pass
 
 
 @pytest.fixture
