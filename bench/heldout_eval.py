@@ -1,0 +1,481 @@
+"""Leave-one-collection-out evaluation of the group-encoder default (issues 19 and 21).
+
+    .venv/bin/python bench/heldout_eval.py prepare --data ../shared/data --work out/heldout
+    .venv/bin/python bench/heldout_eval.py loo --work out/heldout --out bench/results/heldout_loo.json
+    .venv/bin/python bench/heldout_eval.py jobs --work out/heldout --out bench/results/heldout_jobs.json
+    .venv/bin/python bench/heldout_eval.py ship --work out/heldout --config feedback --output DIR
+
+``prepare`` builds every dev collection's candidate lists once: BM25 and MiniLM dense top-100
+(``grouprank.retrieval``, the code the retrieve job runs) for Vaswani, CACM and SciFact (BEIR
+test claims), and the given BM25 and SPLADE++ ED top-100 runs for TREC DL19; each as parquet and
+as a Delta candidates table, with its qrels.
+
+``loo``: for each held-out collection, a head per candidate config is trained on answer-free
+samples from the *other* collections' lists only (every first stage of theirs), with the
+synthesis library the synthesize job runs (``grouprank.synthesis``: pools, fused teacher ranks,
+sub-lists); no qrels enter training. Each head scores the held-out lists in this process (groups
+of 20, the job's grouping and fusion). The config shown for a held-out collection is the one
+with the best mean over the *other* collections' figures, so no collection's judgments choose
+its own model. Baselines: the first stage, MiniLM cosine and the log-rank fusion of the two.
+
+``jobs``: the held-out checkpoints (and the old default) through the real ``rerank`` and
+``evaluate`` jobs on each held-out table: the headline figures. ``ship``: one head trained on
+every collection with a config.
+
+Pure Python over cached MiniLM embeddings (``grouprank.embeddings``: the first run encodes
+~25,000 texts; later runs read them from disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from grouprank import formats
+from grouprank import synthesis as syn
+from grouprank.backends.group_encoder import (
+    expected_scores,
+    feedback_order,
+    feedback_vector,
+    load_head,
+    pad_groups,
+)
+from grouprank.embeddings import embed_cached
+from grouprank.metrics import parse_metric, query_value
+from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
+
+NDCG10 = parse_metric("ndcg@10")
+# Collection -> its first stages. The first is the one the issue's table reranks (BM25).
+RUNS = {
+    "vaswani": ("bm25", "dense"),
+    "cacm": ("bm25", "dense"),
+    "scifact": ("bm25", "dense"),
+    "dl19": ("bm25", "splade"),
+}
+GROUP_SIZE = 20
+JOB_DATE = "2026-12-01"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One candidate training recipe."""
+
+    name: str
+    # Teacher column the labels come from (see ``teachers``).
+    teacher: str = "fusion"
+    rank_features: bool = True
+    feedback_top: int = 0
+    # The job's fusion weight for the trained head (1.0: the head alone).
+    fusion_weight: float = 1.0
+    epochs: int = 4
+
+
+CONFIGS = {
+    c.name: c
+    for c in [
+        Config("fusion-teacher"),
+        Config("feedback", teacher="fusion3", feedback_top=5),
+        Config("feedback-w0.8", teacher="fusion3", feedback_top=5, fusion_weight=0.8),
+        Config("feedback-fs", teacher="fusion3fs", feedback_top=5),
+        Config("feedback-fs-w0.8", teacher="fusion3fs", feedback_top=5, fusion_weight=0.8),
+    ]
+}
+
+
+# --- prepare -----------------------------------------------------------------------------------
+
+
+def _top_k(corpus: pd.DataFrame, queries: pd.DataFrame, method: str, k: int = 100) -> pd.DataFrame:
+    from grouprank.retrieval import Retriever, build_index
+
+    retriever = Retriever(build_index(list(corpus.docid), list(corpus.text), method))
+    text = dict(zip(corpus.docid, corpus.text))
+    rows = [
+        (queries.qid.iloc[i], queries["query"].iloc[i], docid, text[docid], score, rank)
+        for i, docid, score, rank in retriever.top_k(list(queries["query"]), k)
+    ]
+    return pd.DataFrame(rows, columns=["qid", "query", "docid", "text", "score", "rank"])
+
+
+def _benchmark(name: str, data: Path) -> formats.Benchmark:
+    if name == "scifact":  # BEIR's test claims (Anserini's topics file), not the train claims
+        with gzip.open(data / "scifact/topics.beir-v1.0.0-scifact.test.tsv.gz", "rt") as handle:
+            topics = [line.rstrip("\n").split("\t", 1) for line in handle if line.strip()]
+        return formats.Benchmark(
+            formats.read_beir_corpus(data / "scifact/corpus.jsonl.gz"),
+            pd.DataFrame(topics, columns=["qid", "query"]),
+            formats.read_trec_qrels(data / "scifact/qrels.beir-v1.0.0-scifact.test.txt"),
+        )
+    return formats.read_benchmark({"vaswani": "trec", "cacm": "cacm"}[name], data / name)
+
+
+def prepare(data: Path, work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    for name, runs in RUNS.items():
+        if all((work / f"{name}-{run}.parquet").exists() for run in runs):
+            continue
+        started = time.time()
+        if name == "dl19":
+            folder = data / "trec-dl19-passage"
+            names = {"bm25": "bm25", "splade": "splade_pp_ed"}
+            frames = {run: formats.read_rank_llm(
+                folder / names[run] / "retrieve_results_dl19_top100.json") for run in runs}
+            qrels = formats.read_trec_qrels(folder / "qrels.dl19-passage.txt")
+        else:
+            bench = _benchmark(name, data)
+            qrels = bench.qrels
+            queries = bench.queries[bench.queries.qid.isin(set(qrels.qid))].reset_index(drop=True)
+            frames = {run: _top_k(bench.corpus, queries, run) for run in runs}
+        qrels.to_parquet(work / f"{name}-qrels.parquet")
+        for run, frame in frames.items():
+            frame.to_parquet(work / f"{name}-{run}.parquet")
+        print(f"{name}: {', '.join(f'{r} {len(f):,} rows' for r, f in frames.items())} "
+              f"({time.time() - started:.0f} s)", flush=True)
+    _write_tables(work)
+
+
+def _write_tables(work: Path) -> None:
+    """Delta candidates and qrels tables of every prepared list, for the real jobs."""
+    from jobs.session import get_session
+    from jobs.tables import write_delta
+    from schemas.candidates import CANDIDATES
+    from schemas.qrels import QRELS
+
+    spark = None
+    for name, runs in RUNS.items():
+        for run in [*runs, "qrels"]:
+            target = work / "tables" / f"{name}-{run}"
+            if (target / "_delta_log").is_dir():
+                continue
+            spark = spark or get_session("grouprank-bench-heldout")
+            frame = pd.read_parquet(work / f"{name}-{run}.parquet")
+            schema = QRELS if run == "qrels" else CANDIDATES
+            frame = frame[[f.name for f in schema.fields]]
+            write_delta(spark.createDataFrame(frame, schema), str(target))
+
+
+# --- features, teachers and samples ------------------------------------------------------------
+
+
+class Lists:
+    """One collection's candidate lists for one first stage, with embeddings and teachers."""
+
+    def __init__(self, work: Path, name: str, run: str) -> None:
+        frame = pd.read_parquet(work / f"{name}-{run}.parquet")
+        frame["rank_fs"] = frame.groupby("qid")["score"].rank(ascending=False, method="first")
+        self.frame = frame.sort_values(["qid", "rank_fs"], kind="stable").reset_index(drop=True)
+        self.name, self.run = name, run
+        self.queries = embed_cached("minilm", list(self.frame["query"].astype(str)))
+        self.docs = embed_cached("minilm", list(self.frame["text"].astype(str)))
+        self.by_query = {q: np.asarray(i) for q, i in self.frame.groupby("qid").indices.items()}
+        self.qrels = pd.read_parquet(work / f"{name}-qrels.parquet")
+        self._teachers()
+
+    def _teachers(self) -> None:
+        """Answer-free teacher scores (higher is better) over each whole list."""
+        f = self.frame
+        f["cosine"] = (self.queries * self.docs).sum(-1).numpy()
+        f["rank_cos"] = f.groupby("qid")["cosine"].rank(ascending=False, method="first")
+        f["fusion"] = -0.5 * np.log(f.rank_fs) - 0.5 * np.log(f.rank_cos)
+        feedback = np.zeros(len(f))
+        for idx in self.by_query.values():
+            context = self.context(idx, 5)
+            feedback[idx] = (self.docs[idx].numpy() @ context)
+        f["feedback"] = feedback
+        f["rank_fb"] = f.groupby("qid")["feedback"].rank(ascending=False, method="first")
+        f["fusion3"] = -(np.log(f.rank_fs) + np.log(f.rank_cos) + np.log(f.rank_fb)) / 3
+        # The same three, the first stage weighted as the other two together.
+        f["fusion3fs"] = -(0.5 * np.log(f.rank_fs) + 0.25 * np.log(f.rank_cos)
+                           + 0.25 * np.log(f.rank_fb))
+
+    def context(self, idx: np.ndarray, top: int) -> np.ndarray:
+        """The query's feedback vector, as the reranking job computes it over the whole list."""
+        return feedback_vector(self.queries[idx[0]].numpy(), self.docs[idx].numpy(),
+                               self.frame["rank_fs"].values[idx], top)
+
+    def samples(self, teacher: str, settings: syn.SynthesisSettings) -> list[dict]:
+        """Training samples from every query's pool, labelled by ``teacher`` (no qrels)."""
+        f, rows = self.frame, []
+        for qid, idx in self.by_query.items():
+            key = f"{self.name}/{self.run}/{qid}"
+            keep = idx[syn.sample_pool(len(idx), key, settings)]
+            labels = syn.ranks_from_scores(list(f[teacher].values[keep]), list(range(len(keep))))
+            cosine = f["cosine"].values[keep]
+            spread = cosine.max() - cosine.min()
+            levels = 10 * (cosine - cosine.min()) / spread if spread > 0 else np.full(len(keep), 10.0)
+            targets = syn.calibrated_targets(labels, list(levels))
+            top = idx[feedback_order(f["rank_fs"].values[idx], f["cosine"].values[idx])[:10]]
+            for k, sample in enumerate(syn.cut_samples(labels, targets, key, settings)):
+                chosen = keep[sample.positions]
+                rows.append({
+                    "sample_id": f"{key}#{k}", "qid": key, "query": f["query"].values[chosen[0]],
+                    "texts": list(f["text"].values[chosen]),
+                    "first_stage_scores": [float(s) for s in f["score"].values[chosen]],
+                    "first_stage_ranks": [int(r) for r in f["rank_fs"].values[chosen]],
+                    "target_scores": sample.target_scores, "split": "sft",
+                    "feedback_texts": list(f["text"].values[top]),
+                })
+        return rows
+
+    def scores(self, head, fusion_weight: float, seed: int = 0) -> np.ndarray:
+        """Each candidate's final score as the job makes it: random groups of 20, the head's
+        0-10 score, fused with the min-max first-stage score at ``fusion_weight``."""
+        f, out = self.frame, np.zeros(len(self.frame))
+        rng = np.random.default_rng(seed)
+        top = head.config.context_top
+        for idx in self.by_query.values():
+            order = rng.permutation(len(idx))
+            count = math.ceil(len(idx) / GROUP_SIZE)
+            groups = [idx[order[g::count]] for g in range(count)]
+            batch = pad_groups(
+                torch.stack([self.queries[idx[0]]] * count), [self.docs[g] for g in groups],
+                [f["score"].values[g].tolist() for g in groups],
+                [f["rank_fs"].values[g].astype(int).tolist() for g in groups],
+            )
+            context = (torch.from_numpy(self.context(idx, top)).expand(count, -1)
+                       if top else None)
+            with torch.no_grad():
+                model = expected_scores(head(*batch, context=context))
+            for k, g in enumerate(groups):
+                out[g] = model[k, : len(g)].numpy()
+        first = f.groupby("qid")["score"].transform(
+            lambda v: (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else 1.0)
+        return fusion_weight * out / 10 + (1 - fusion_weight) * first.values
+
+    def ndcg(self, scores: np.ndarray) -> float:
+        """Mean nDCG@10 over the judged queries (trec_eval's order: score desc, docid desc)."""
+        grades = {(q, d): r for q, d, r in self.qrels[["qid", "docid", "relevance"]].itertuples(
+            index=False)}
+        judged = self.qrels.groupby("qid")["relevance"].apply(list).to_dict()
+        values = []
+        for qid, idx in self.by_query.items():
+            if qid not in judged:
+                continue
+            docids = self.frame["docid"].values
+            order = sorted(idx, key=lambda i: (scores[i], docids[i]), reverse=True)
+            ranked = [grades.get((qid, self.frame["docid"].values[i]), 0) for i in order]
+            values.append(query_value(NDCG10, ranked, judged[qid]))
+        return float(np.mean(values))
+
+
+def training_split(held_out: str) -> list[tuple[str, str]]:
+    """The (collection, first stage) lists a head for ``held_out`` trains on: every other
+    collection's, never the held-out one's (its queries and documents stay out)."""
+    return [(name, run) for name, runs in RUNS.items() if name != held_out for run in runs]
+
+
+def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output: Path,
+               seed: int = 0) -> tuple[object, int]:
+    settings = syn.SynthesisSettings(samples_per_query=4)
+    rows = [row for pair in pairs for row in lists[pair].samples(config.teacher, settings)]
+    trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,
+                                 context_top=config.feedback_top, save_every=0, seed=seed)
+    summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)
+    _set_fusion_weight(output, config.fusion_weight)
+    return load_head(output), len(rows), summary
+
+
+def _set_fusion_weight(path: Path, weight: float) -> None:
+    config_file = Path(path) / "grouprank.json"
+    config = json.loads(config_file.read_text())
+    config["fusion_weight"] = weight
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+# --- loo -----------------------------------------------------------------------------------------
+
+
+def load_lists(work: Path) -> dict:
+    return {(name, run): Lists(work, name, run) for name, runs in RUNS.items() for run in runs}
+
+
+def baselines(lists: dict) -> dict:
+    out = {}
+    for (name, run), item in lists.items():
+        f = item.frame
+        out[f"{name}/{run}"] = {
+            "first stage": item.ndcg(f["score"].values),
+            "cosine": item.ndcg(f["cosine"].values),
+            "fusion": item.ndcg(f["fusion"].values),
+            "fusion + feedback": item.ndcg(f["fusion3"].values),
+        }
+    return out
+
+
+def loo(work: Path, configs: list[Config], checkpoints: Path) -> dict:
+    lists = load_lists(work)
+    figures: dict = {"baselines": baselines(lists), "heads": {}}
+    for held in RUNS:
+        trained: dict = {}
+        for config in configs:
+            started = time.time()
+            target = checkpoints / held / config.name
+            recipe = replace(config, name="", fusion_weight=1.0)
+            marker = target / "recipe.json"
+            if recipe in trained:  # the same head, another fusion weight: no need to train again
+                shutil.copytree(trained[recipe], target, dirs_exist_ok=True)
+                _set_fusion_weight(target, config.fusion_weight)
+                head, count = load_head(target), 0
+            elif marker.is_file() and json.loads(marker.read_text()) == asdict(recipe):
+                _set_fusion_weight(target, config.fusion_weight)  # trained by an earlier run
+                head, count = load_head(target), 0
+                trained[recipe] = target
+            else:
+                head, count, _ = train_head(lists, training_split(held), config, target)
+                marker.write_text(json.dumps(asdict(recipe)) + "\n")
+                trained[recipe] = target
+            for run in RUNS[held]:
+                item = lists[held, run]
+                value = item.ndcg(item.scores(head, config.fusion_weight))
+                figures["heads"].setdefault(f"{held}/{run}", {})[config.name] = value
+            print(f"{held} {config.name}: {count} samples, "
+                  + ", ".join(f"{run} {figures['heads'][f'{held}/{run}'][config.name]:.4f}"
+                              for run in RUNS[held]) + f" ({time.time() - started:.0f} s)",
+                  flush=True)
+    figures["selected"] = select(figures["heads"], figures["baselines"])
+    return figures
+
+
+def select(heads: dict, baselines: dict) -> dict:
+    """Per held-out collection, the config with the best objective over the *other*
+    collections' held-out figures (every first stage), so its own judgments never choose its
+    model. The objective is the issues' two goals: the mean gain over the best of the list's
+    baselines (first stage, cosine, fusion), with every loss against the first stage counted
+    twice more."""
+    chosen = {}
+    names = list(next(iter(heads.values())))
+
+    def objective(name: str, keys: list[str]) -> float:
+        values = []
+        for key in keys:
+            base = baselines[key]
+            best = max(base["first stage"], base["cosine"], base["fusion"])
+            values.append(heads[key][name] - best
+                          + 2 * min(0.0, heads[key][name] - base["first stage"]))
+        return float(np.mean(values))
+
+    for held in RUNS:
+        others = [key for key in heads if key.split("/")[0] != held]
+        chosen[held] = max(names, key=lambda n: objective(n, others))
+    # The shipped head's recipe: the same objective over every list (it is not a held-out
+    # figure; the held-out ones above are).
+    chosen["ship"] = max(names, key=lambda n: objective(n, list(heads)))
+    return chosen
+
+
+def print_table(figures: dict) -> None:
+    print("| held-out list | first stage | cosine | fusion | fusion + feedback | "
+          + " | ".join(next(iter(figures["heads"].values()))) + " | selected |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * (len(next(iter(figures["heads"].values()))) + 1))
+    for key, base in figures["baselines"].items():
+        heads = figures["heads"].get(key, {})
+        pick = figures["selected"].get(key.split("/")[0])
+        print(f"| {key} | " + " | ".join(f"{v:.4f}" for v in base.values()) + " | "
+              + " | ".join(f"{v:.4f}" for v in heads.values())
+              + f" | {pick}: {heads.get(pick, float('nan')):.4f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=["prepare", "loo", "jobs", "ship"])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--work", default="out/heldout")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--config", default="auto",
+                        help="ship: the config to train (auto: the one loo selected)")
+    parser.add_argument("--output", help="ship: the checkpoint directory")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
+    parser.add_argument("--lists", default="", help="jobs: e.g. dl19/splade,vaswani/bm25")
+    args = parser.parse_args(argv)
+    work = Path(args.work)
+    if args.step == "prepare":
+        prepare(Path(args.data), work)
+        return 0
+    if args.step == "loo":
+        figures = loo(work, [CONFIGS[c] for c in args.configs.split(",")], work / "checkpoints")
+        print_table(figures)
+    elif args.step == "ship":
+        if args.config == "auto":
+            saved = json.loads((work / "loo.json").read_text())
+            args.config = select(saved["heads"], saved["baselines"])["ship"]
+        lists = load_lists(work)
+        pairs = [(name, run) for name, runs in RUNS.items() for run in runs]
+        _, count, summary = train_head(lists, pairs, CONFIGS[args.config], Path(args.output))
+        figures = {"config": asdict(CONFIGS[args.config]), "samples": count, "summary": summary}
+        print(json.dumps(figures, indent=1))
+    else:
+        if "old" in args.models.split(",") and not (work / "loo.json").exists():
+            selected = {held: "" for held in RUNS}
+        else:
+            selected = json.loads((work / "loo.json").read_text())["selected"]
+        figures = run_jobs(work, selected, set(args.models.split(",")),
+                           set(filter(None, args.lists.split(","))))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
+    if args.step == "loo":
+        (work / "loo.json").write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> dict:
+    """The real rerank and evaluate jobs on each held-out table: old default vs held-out head
+    (``models``: "old", "heldout"), on the ``lists`` named like "dl19/splade" (all if empty)."""
+    from grouprank.settings import RerankSettings
+    from jobs import evaluate as evaluate_job
+    from jobs import rerank as rerank_job
+
+    tables, figures = work / "tables", {}
+    for held, config in selected.items():
+        if held not in RUNS:
+            continue
+        for run in RUNS[held]:
+            if lists and f"{held}/{run}" not in lists:
+                continue
+            for label, model in (("old default", "default"),
+                                 ("held-out head", str(work / "checkpoints" / held / config))):
+                if (label == "old default") != ("old" in models) and len(models) == 1:
+                    continue
+                slug = f"{held}-{run}-{label.replace(' ', '-')}"
+                output = str(work / "reranked" / slug)
+                record = work / "jobs" / f"{slug}.json"
+                if record.is_file():  # measured by an earlier run of this step
+                    figures.setdefault(f"{held}/{run}", {})[label] = json.loads(record.read_text())
+                    continue
+                started = time.time()
+                summary = rerank_job.run(
+                    rerank_job.RerankJob(str(tables / f"{held}-{run}"), output, JOB_DATE,
+                                         embedding_store=str(work / "embedding-store")),
+                    RerankSettings(model=model),
+                )
+                seconds = time.time() - started
+                metrics = evaluate_job.run(evaluate_job.EvaluateJob(
+                    output, str(tables / f"{held}-qrels"), str(work / "metrics"), JOB_DATE,
+                    name=slug, metrics="ndcg@10"))
+                value = next(iter(metrics["means"].values()))
+                figures.setdefault(f"{held}/{run}", {})[label] = entry = {
+                    "ndcg@10": value, "queries": metrics["num_queries"],
+                    "rerank_s": round(seconds, 1), "config": config if model != "default" else None,
+                    "rerank_summary": summary,
+                }
+                record.parent.mkdir(parents=True, exist_ok=True)
+                record.write_text(json.dumps(entry, indent=1) + "\n")
+                print(f"{held} {run} {label}: nDCG@10 {value:.4f} ({seconds:.0f} s)", flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
