@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ _SPEC = importlib.util.spec_from_file_location(
     "heldout_eval", Path(__file__).resolve().parents[1] / "bench" / "heldout_eval.py"
 )
 heldout = importlib.util.module_from_spec(_SPEC)
+sys.modules["heldout_eval"] = heldout  # dataclasses look their module up there
 _SPEC.loader.exec_module(heldout)
 
 TOPICS = {
@@ -90,14 +92,14 @@ def test_a_feedback_head_trained_on_a_tiny_table_scores_through_the_job(spark, l
 
 
 def test_the_shipped_default_prefers_a_relevant_document_over_a_lexical_decoy():
-    """The decoy repeats the query's words and leads the first stage; the relevant document
-    shares almost none of them."""
+    """The decoy repeats the query's words (train, system, immune, vaccines, how do) and leads
+    the first stage by far; the relevant document shares almost none of them."""
     from grouprank.backends import GroupInput
     from grouprank.models import load_scorer
 
     texts = (
-        "The vaccines train left the immune system station late; the system timetable was "
-        "immune to complaints.",
+        "Train the system: how do you stay immune to office politics? Our vaccines against "
+        "burnout are weekly coffee chats.",
         "A bakery on the corner sells sourdough bread and croissants every morning.",
         "Immunization shows the body's defences a harmless piece of a pathogen, so white blood "
         "cells learn to recognise it and respond quickly to a later infection.",
