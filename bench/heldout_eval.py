@@ -389,7 +389,7 @@ def print_table(figures: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["prepare", "loo", "jobs", "ship"])
+    parser.add_argument("step", choices=["prepare", "loo", "jobs", "ship", "cost"])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="out/heldout")
     parser.add_argument("--configs", default=",".join(CONFIGS))
@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="ship: the checkpoint directory")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
+    parser.add_argument("--baseline", help="cost: a checkpoint to time against the default")
     parser.add_argument("--lists", default="", help="jobs: e.g. dl19/splade,vaswani/bm25")
     args = parser.parse_args(argv)
     work = Path(args.work)
@@ -407,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "loo":
         figures = loo(work, [CONFIGS[c] for c in args.configs.split(",")], work / "checkpoints")
         print_table(figures)
+    elif args.step == "cost":
+        figures = head_cost(work, args.baseline)
+        print(json.dumps(figures, indent=1))
     elif args.step == "ship":
         if args.config == "auto":
             saved = json.loads((work / "loo.json").read_text())
@@ -429,6 +433,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "loo":
         (work / "loo.json").write_text(json.dumps(figures, indent=1) + "\n")
     return 0
+
+
+def head_cost(work: Path, baseline: str, repeats: int = 3) -> dict:
+    """Documents per second of the shipped default's head and ``baseline``'s on Vaswani's BM25
+    lists, vectors given (the encoder, the same for both, is left out), runs alternating."""
+    from grouprank.models import shipped_default_dir
+
+    item = Lists(work, "vaswani", "bm25")
+    heads = {"baseline": load_head(baseline), "default": load_head(shipped_default_dir())}
+    rates: dict = {name: [] for name in heads}
+    for _ in range(repeats):
+        for name, head in heads.items():
+            started = time.perf_counter()
+            item.scores(head, head.config.fusion_weight)
+            rates[name].append(len(item.frame) / (time.perf_counter() - started))
+    return {name: {"min": min(v), "median": float(np.median(v)), "max": max(v)}
+            for name, v in rates.items()}
 
 
 def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> dict:
