@@ -32,7 +32,6 @@ import torch
 from pyspark.sql import functions as F
 
 from grouprank import formats
-from grouprank.backends import GroupInput
 from grouprank.metrics import parse_metrics
 from grouprank.models import load_scorer
 from grouprank.settings import RerankSettings
@@ -41,6 +40,7 @@ from jobs.eval_transforms import check_qrels, check_run, evaluate_run
 from jobs.session import get_session
 from jobs.tables import read_table
 from jobs.transforms import build_groups, check_candidates, prepare_candidates
+from udfs.scoring import group_inputs
 
 RUN_DATE = dt.date(2026, 11, 27)
 
@@ -68,10 +68,7 @@ def main() -> None:
     checked, report = check_candidates(read_table(spark, sample), settings)
     prepared = prepare_candidates(checked)
     groups = build_groups(prepared.where(F.col("skip").isNull()), settings).toPandas()
-    inputs = [
-        GroupInput(q, tuple(t), tuple(s))
-        for q, t, s in zip(groups["query"], groups["texts"], groups["scores"])
-    ]
+    inputs = group_inputs(groups)  # as the scoring UDF builds them
     docs = sum(len(g.texts) for g in inputs)
 
     # 2. the same groups in one process, on every core

@@ -84,15 +84,14 @@ class _Progress:
                      self.rows / (now - self.started))
 
 
-def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
-    embedded = "vectors" in chunk.columns
-    query_vectors = chunk["query_vector"] if embedded else [None] * len(chunk)
-    vectors = chunk["vectors"] if embedded else [None] * len(chunk)
-    ranks = chunk["ranks"] if "ranks" in chunk.columns else [()] * len(chunk)
-    contexts = (
-        chunk["context_vector"] if "context_vector" in chunk.columns else [None] * len(chunk)
-    )
-    groups = [
+def group_inputs(groups: pd.DataFrame) -> list[GroupInput]:
+    """The model calls for rows of ``schemas.SCORING_GROUPS`` (its optional columns included)."""
+    absent = [None] * len(groups)
+    query_vectors = groups["query_vector"] if "query_vector" in groups.columns else absent
+    vectors = groups["vectors"] if "vectors" in groups.columns else absent
+    ranks = groups["ranks"] if "ranks" in groups.columns else [()] * len(groups)
+    contexts = groups["context_vector"] if "context_vector" in groups.columns else absent
+    return [
         GroupInput(
             query=str(query),
             texts=tuple(str(t) for t in texts),
@@ -103,10 +102,14 @@ def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
             context_vector=context,
         )
         for query, texts, scores, group_ranks, query_vector, group_vectors, context in zip(
-            chunk["query"], chunk["texts"], chunk["scores"], ranks, query_vectors, vectors,
+            groups["query"], groups["texts"], groups["scores"], ranks, query_vectors, vectors,
             contexts, strict=True,
         )
     ]
+
+
+def _score_chunk(scorer: GroupScorer, chunk: pd.DataFrame) -> pd.DataFrame:
+    groups = group_inputs(chunk)
     results = scorer.score_groups(groups)
     keys = chunk[["qid", "repeat", "group", "docids"]].itertuples(index=False)
     if len(results) != len(groups):
