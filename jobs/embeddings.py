@@ -22,8 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from grouprank.encoding import resolve_precision
@@ -99,14 +98,11 @@ def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
     The same vector as ``grouprank.backends.group_encoder.feedback_vector``: the normalised mean
     of the (normalised) vectors of the query's ``top`` documents ordered by
     ``-log(first_stage_rank) - log(cosine rank)`` (as the product of the ranks, which is exact),
-    ties by first-stage rank then docid. Rows need
-    ``vector``, ``query_vector`` and ``first_stage_rank``.
+    ties by first-stage rank then docid. Rows need ``vector``, ``query_vector`` and
+    ``first_stage_rank``.
     """
     by_query = Window.partitionBy("qid")
-    cosine = F.aggregate(
-        F.zip_with("vector", "query_vector", lambda d, q: d * q), F.lit(0.0).cast("double"),
-        lambda acc, x: acc + x,
-    )
+    cosine = _array_sum(F.zip_with("vector", "query_vector", lambda d, q: d * q))
     ranked = embedded.select("qid", "docid", "first_stage_rank", "vector", "query_vector").withColumn(
         "_cos", cosine
     ).withColumn("_cos_rank", F.row_number().over(
@@ -116,24 +112,28 @@ def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
     chosen = ranked.withColumn("_product", product).withColumn("_pos", F.row_number().over(
         by_query.orderBy("_product", "first_stage_rank", "docid")
     )).where(F.col("_pos") <= top)
-    norm = F.sqrt(F.aggregate(F.transform("vector", lambda x: x * x), F.lit(0.0).cast("double"),
-                              lambda acc, x: acc + x))
-    unit = F.transform("vector", lambda x: x / F.greatest(norm, F.lit(1e-12)))
-    summed = chosen.select("qid", F.posexplode(unit).alias("_dim", "_value")).groupBy(
+    summed = chosen.select("qid", F.posexplode(_unit("vector")).alias("_dim", "_value")).groupBy(
         "qid", "_dim"
     ).agg(F.avg("_value").alias("_value"))
     means = summed.groupBy("qid").agg(
         F.transform(F.sort_array(F.collect_list(F.struct("_dim", "_value"))),
                     lambda m: m["_value"]).alias("_mean")
     )
-    length = F.sqrt(F.aggregate(F.transform("_mean", lambda x: x * x),
-                                F.lit(0.0).cast("double"), lambda acc, x: acc + x))
     contexts = means.select(
-        "qid",
-        F.transform("_mean", lambda x: (x / F.greatest(length, F.lit(1e-12))).cast("float"))
-        .alias("context_vector"),
+        "qid", F.transform(_unit("_mean"), lambda x: x.cast("float")).alias("context_vector")
     )
     return embedded.join(contexts, "qid")
+
+
+def _array_sum(values) -> F.Column:
+    """The sum of a numeric array column, in double."""
+    return F.aggregate(values, F.lit(0.0).cast("double"), lambda acc, x: acc + x)
+
+
+def _unit(vector: str) -> F.Column:
+    """``vector`` divided by its Euclidean length (kept as is when the length is ~0)."""
+    length = F.sqrt(_array_sum(F.transform(vector, lambda x: x * x)))
+    return F.transform(vector, lambda x: x / F.greatest(length, F.lit(1e-12)))
 
 
 def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:

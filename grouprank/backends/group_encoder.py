@@ -172,7 +172,7 @@ def feedback_vector(
     ``top`` best documents by ``feedback_order`` (``docs`` (N, E), ``ranks`` (N,) 1-based)."""
     docs = docs / np.maximum(np.linalg.norm(docs, axis=-1, keepdims=True), 1e-12)
     q = query / max(float(np.linalg.norm(query)), 1e-12)
-    chosen = feedback_order(np.asarray(ranks, dtype=float), docs @ q)[:top]
+    chosen = feedback_order(ranks, docs @ q)[:top]
     mean = docs[chosen].mean(0)
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
@@ -365,7 +365,7 @@ class GroupEncoderScorer:
             if group.context_vector is not None:
                 rows.append(torch.as_tensor(_stack(group.context_vector), dtype=torch.float32))
                 continue
-            ranks = np.asarray(group.first_stage_rank or range(1, len(docs) + 1), dtype=float)
+            ranks = np.asarray(group.first_stage_rank or range(1, len(docs) + 1))
             rows.append(torch.from_numpy(feedback_vector(query.numpy(), docs.numpy(), ranks, top)))
         return torch.stack(rows).to(self.device)
 
