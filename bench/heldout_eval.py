@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -53,10 +52,9 @@ from grouprank.backends.group_encoder import (
     pad_groups,
 )
 from grouprank.embeddings import embed_cached
-from grouprank.metrics import parse_metric, query_value
 from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
+from train_eval import deal_groups, minmax, ndcg  # bench/: the job's grouping, fusion, metric
 
-NDCG10 = parse_metric("ndcg@10")
 # Collection -> its first stages. The first is the one the issue's table reranks (BM25).
 RUNS = {
     "vaswani": ("bm25", "dense"),
@@ -236,9 +234,8 @@ class Lists:
         rng = np.random.default_rng(seed)
         top = head.config.context_top
         for idx in self.by_query.values():
-            order = rng.permutation(len(idx))
-            count = math.ceil(len(idx) / GROUP_SIZE)
-            groups = [idx[order[g::count]] for g in range(count)]
+            groups = [idx[g] for g in deal_groups(len(idx), GROUP_SIZE, rng)]
+            count = len(groups)
             batch = pad_groups(
                 torch.stack([self.queries[idx[0]]] * count), [self.docs[g] for g in groups],
                 [f["score"].values[g].tolist() for g in groups],
@@ -250,24 +247,11 @@ class Lists:
                 model = expected_scores(head(*batch, context=context))
             for k, g in enumerate(groups):
                 out[g] = model[k, : len(g)].numpy()
-        first = f.groupby("qid")["score"].transform(
-            lambda v: (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else 1.0)
-        return fusion_weight * out / 10 + (1 - fusion_weight) * first.values
+        return fusion_weight * out / 10 + (1 - fusion_weight) * minmax(f).values
 
     def ndcg(self, scores: np.ndarray) -> float:
         """Mean nDCG@10 over the judged queries (trec_eval's order: score desc, docid desc)."""
-        grades = {(q, d): r for q, d, r in self.qrels[["qid", "docid", "relevance"]].itertuples(
-            index=False)}
-        judged = self.qrels.groupby("qid")["relevance"].apply(list).to_dict()
-        values = []
-        for qid, idx in self.by_query.items():
-            if qid not in judged:
-                continue
-            docids = self.frame["docid"].values
-            order = sorted(idx, key=lambda i: (scores[i], docids[i]), reverse=True)
-            ranked = [grades.get((qid, self.frame["docid"].values[i]), 0) for i in order]
-            values.append(query_value(NDCG10, ranked, judged[qid]))
-        return float(np.mean(values))
+        return ndcg(self.frame.assign(_ranking=scores), "_ranking", self.qrels)
 
 
 def training_split(held_out: str) -> list[tuple[str, str]]:
@@ -277,7 +261,8 @@ def training_split(held_out: str) -> list[tuple[str, str]]:
 
 
 def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output: Path,
-               seed: int = 0) -> tuple[object, int]:
+               seed: int = 0) -> tuple[object, int, dict]:
+    """A head trained on the samples of ``pairs`` by ``config``; (head, samples, summary)."""
     settings = syn.SynthesisSettings(samples_per_query=4)
     rows = [row for pair in pairs for row in lists[pair].samples(config.teacher, settings)]
     trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,

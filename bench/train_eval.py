@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from grouprank.backends.group_encoder import expected_scores, load_head, pad_groups
+from grouprank.backends.group_encoder import (
+    expected_scores,
+    feedback_vector,
+    load_head,
+    pad_groups,
+)
 from grouprank.embeddings import embed_cached
 from grouprank.formats import read_trec_qrels
 from grouprank.metrics import parse_metric, query_value
@@ -69,14 +74,22 @@ def head_scores(head, frame: pd.DataFrame, vectors: dict, group_size: int, seed:
     for _, part in frame.groupby("qid", sort=True):
         index = part.index.to_numpy()
         query = vectors["query"][part["query"].iloc[0]]
+        docs = torch.stack([vectors["text"][t] for t in part["text"]])
+        # The job's first-stage ranks (score desc, docid asc) and, for heads that read one, its
+        # feedback vector over the whole list.
+        ranks = np.empty(len(part), dtype=int)
+        ranks[np.lexsort((part["docid"].to_numpy(), -part["score"].to_numpy()))] = np.arange(
+            1, len(part) + 1)
         groups = deal_groups(len(index), group_size, rng)
         batch = pad_groups(
-            torch.stack([query] * len(groups)),
-            [torch.stack([vectors["text"][t] for t in part["text"].iloc[g]]) for g in groups],
-            [part["score"].iloc[g].tolist() for g in groups],
+            torch.stack([query] * len(groups)), [docs[g] for g in groups],
+            [part["score"].iloc[g].tolist() for g in groups], [ranks[g].tolist() for g in groups],
         )
+        top = head.config.context_top
+        context = (torch.from_numpy(feedback_vector(query.numpy(), docs.numpy(), ranks, top))
+                   .expand(len(groups), -1) if top else None)
         with torch.no_grad():
-            out = expected_scores(head(*batch))
+            out = expected_scores(head(*batch, context=context))
         for k, g in enumerate(groups):
             scores[index[g]] = out[k, : len(g)].numpy()
     return scores

@@ -4,7 +4,6 @@ trained on a tiny table scores through the real reranking job."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,12 +15,9 @@ from grouprank.settings import RerankSettings
 from jobs import rerank as rerank_job
 from schemas import CANDIDATES
 
-_SPEC = importlib.util.spec_from_file_location(
-    "heldout_eval", Path(__file__).resolve().parents[1] / "bench" / "heldout_eval.py"
-)
-heldout = importlib.util.module_from_spec(_SPEC)
-sys.modules["heldout_eval"] = heldout  # dataclasses look their module up there
-_SPEC.loader.exec_module(heldout)
+# The benchmarks are scripts, not a package: import them as `python bench/X.py` would.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import heldout_eval as heldout  # noqa: E402
 
 TOPICS = {
     "vaswani": ["radio waves in the ionosphere", "magnetic field of electrons"],
