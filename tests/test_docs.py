@@ -12,7 +12,8 @@ from pathlib import Path
 import pyspark
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "docs" / name for name in ("ARCHITECTURE.md", "DEPLOYMENT.md", "TUNING.md")]
+DOCS = [REPO / "docs" / name
+        for name in ("ARCHITECTURE.md", "DEPLOYMENT.md", "TUNING.md", "TRAINING.md")]
 # Flags of other programs the docs show: spark-submit, python -m build, databricks bundle run.
 EXTERNAL_FLAGS = {
     "--master", "--deploy-mode", "--packages", "--conf", "--py-files", "--archives",
@@ -31,10 +32,13 @@ def _job_flags() -> set[str]:
     from jobs.rerank import RerankJob
     from jobs.retrieve import RetrieveJob
     from jobs.synthesize import SynthesizeJob
+    from jobs.train_rl import RLInit
+    from jobs.train_sft import SFTBase
+    from jobs.training import RLOptions, TrainJob
 
-    flags = {"--config", "--run-date", "--workdir", "--top"}  # pipeline and demo
+    flags = {"--config", "--run-date", "--workdir", "--top", "--help"}  # pipeline, demo, argparse
     for config in (RerankJob, RerankSettings, RetrieveJob, EvaluateJob, IngestJob, SynthesizeJob,
-                   SynthesisSettings, PublishJob):
+                   SynthesisSettings, PublishJob, SFTBase, RLInit, TrainJob, RLOptions):
         for field in dataclasses.fields(config):
             flag = "--" + field.name.replace("_", "-")
             flags |= {flag, "--no-" + flag[2:]}
