@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from grouprank.formats import read_bright_examples
-from jobs import evaluate
+from jobs.stages import evaluate
 from jobs.session import get_session
 from jobs.tables import write_delta
 from schemas.queries import QUERIES, validate_queries

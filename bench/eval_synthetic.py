@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from jobs import evaluate
+from jobs.stages import evaluate
 from jobs.session import get_session
 
 

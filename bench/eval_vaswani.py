@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from jobs import evaluate, ingest, retrieve
+from jobs.stages import evaluate, ingest, retrieve
 
 METRICS = "ndcg@10,recall@100,mrr@10"
 RUN_DATE = "2026-01-01"

@@ -692,9 +692,9 @@ def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
     from grouprank.backends import GroupInput
     from grouprank.models import load_scorer
     from grouprank.settings import RerankSettings
-    from jobs import rerank as rerank_job
+    from jobs.stages import rerank as rerank_job
     from jobs.session import get_session
-    from jobs.transforms import build_groups, check_candidates, prepare_candidates
+    from jobs.stages.rerank import build_groups, check_candidates, prepare_candidates
     from schemas import CANDIDATES
 
     default_weights = "tiny random Llama" if config.tiny else "SmolLM2-135M-Instruct"
@@ -748,7 +748,7 @@ def _spark_job(config, env, device, deadline, state, work: Path, torch) -> dict:
         summary = rerank_job.run(
             rerank_job.RerankJob(candidates, str(work / "reranked"), "2026-12-01"), settings)
         job_seconds = time.perf_counter() - started
-        checked, _ = check_candidates(spark.read.format("delta").load(candidates), settings)
+        checked, _ = check_candidates(spark.read.format("delta").load(candidates), settings.on_duplicates)
         prepared = prepare_candidates(checked)
         frame = build_groups(prepared.where(F.col("skip").isNull()), settings).toPandas()
     finally:

@@ -33,7 +33,6 @@ import gzip
 import json
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -441,8 +440,8 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
     """The real rerank and evaluate jobs on each held-out table: old default vs held-out head
     (``models``: "old", "heldout"), on the ``lists`` named like "dl19/splade" (all if empty)."""
     from grouprank.settings import RerankSettings
-    from jobs import evaluate as evaluate_job
-    from jobs import rerank as rerank_job
+    from jobs.stages import evaluate as evaluate_job
+    from jobs.stages import rerank as rerank_job
 
     tables, figures = work / "tables", {}
     for held, config in selected.items():

@@ -38,10 +38,10 @@ from grouprank import formats
 from grouprank.models import model_ref
 from grouprank.retrieval import Retriever, build_index
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
+from jobs.stages import rerank as rerank_job
 from jobs.session import get_session
 from jobs.tables import write_run_date_partition
-from jobs.transforms import check_candidates, rerank_with_scores, scoring_diagnostics
+from jobs.stages.rerank import check_candidates, rerank_with_scores, scoring_diagnostics
 from schemas import CANDIDATES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -79,7 +79,7 @@ def _frame(retriever, topics: pd.DataFrame, docs: pd.DataFrame, depth: int) -> p
 
 def same_night(spark, table: pd.DataFrame, name: str, work: Path) -> dict:
     settings = RerankSettings(partitions=2)
-    checked, report = check_candidates(spark.createDataFrame(table, CANDIDATES), settings)
+    checked, report = check_candidates(spark.createDataFrame(table, CANDIDATES), settings.on_duplicates)
     ref = model_ref("default")
     out = {}
     for label, path_ref in (("per_row_encoding", dataclasses.replace(ref, encoder=None)),

@@ -123,10 +123,10 @@ def read_groups(
 
     from jobs.session import get_session
     from jobs.tables import read_table
-    from jobs.transforms import build_groups, check_candidates, prepare_candidates
+    from jobs.stages.rerank import build_groups, check_candidates, prepare_candidates
 
     spark = get_session("grouprank-bench-paradigms")
-    checked, _ = check_candidates(read_table(spark, candidates, "--candidates"), RerankSettings())
+    checked, _ = check_candidates(read_table(spark, candidates, "--candidates"))
     qids = sorted({r["qid"] for r in checked.select("qid").distinct().collect()}, key=_qid_order)
     chosen = qids[:max_queries]
     prepared = prepare_candidates(checked.where(F.col("qid").isin(chosen)))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from jobs import publish
+from jobs.stages import publish
 from jobs.session import get_session
 
 NIGHT1, NIGHT2 = "2026-12-01", "2026-12-02"

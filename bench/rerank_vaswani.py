@@ -35,11 +35,11 @@ from grouprank import formats
 from grouprank.metrics import parse_metrics
 from grouprank.models import load_scorer
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
-from jobs.eval_transforms import check_qrels, check_run, evaluate_run
+from jobs.stages import rerank as rerank_job
+from jobs.stages.evaluate import check_qrels, check_run, evaluate_run
 from jobs.session import get_session
 from jobs.tables import read_table
-from jobs.transforms import build_groups, check_candidates, prepare_candidates
+from jobs.stages.rerank import build_groups, check_candidates, prepare_candidates
 from udfs.scoring import group_inputs
 
 RUN_DATE = dt.date(2026, 11, 27)
@@ -65,7 +65,7 @@ def main() -> None:
     settings = RerankSettings(model=args.model, partitions=2)
     work = Path(tempfile.mkdtemp(prefix="bench-rerank-"))
     sample = _sample(spark, args.candidates, args.max_queries, args.top_k, str(work / "cand"))
-    checked, report = check_candidates(read_table(spark, sample), settings)
+    checked, report = check_candidates(read_table(spark, sample), settings.on_duplicates)
     prepared = prepare_candidates(checked)
     groups = build_groups(prepared.where(F.col("skip").isNull()), settings).toPandas()
     inputs = group_inputs(groups)  # as the scoring UDF builds them

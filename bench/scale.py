@@ -32,9 +32,9 @@ def one(rows: int, work: Path, max_doc_tokens: int) -> dict:
     from grouprank.backends import GroupInput
     from grouprank.models import load_scorer
     from grouprank.settings import RerankSettings
-    from jobs import rerank as rerank_job
+    from jobs.stages import rerank as rerank_job
     from jobs.session import get_session
-    from jobs.transforms import build_groups, check_candidates, prepare_candidates
+    from jobs.stages.rerank import build_groups, check_candidates, prepare_candidates
     from tests.tiny_model import build_tiny_llama
 
     model = build_tiny_llama(work / "tiny")
@@ -55,7 +55,7 @@ def one(rows: int, work: Path, max_doc_tokens: int) -> dict:
     summary = rerank_job.run(rerank_job.RerankJob(cand, str(work / "out"), "2026-11-27"), settings)
     job_seconds = time.perf_counter() - started
 
-    checked, _ = check_candidates(spark.read.format("delta").load(cand), settings)
+    checked, _ = check_candidates(spark.read.format("delta").load(cand), settings.on_duplicates)
     prepared = prepare_candidates(checked)
     groups = build_groups(prepared.where(F.col("skip").isNull()), settings).toPandas()
     inputs = [GroupInput(q, tuple(t)) for q, t in zip(groups["query"], groups["texts"])]

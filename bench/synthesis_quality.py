@@ -24,9 +24,9 @@ from grouprank import synthesis as syn
 from grouprank.backends import GroupInput
 from grouprank.metrics import parse_metric, query_value
 from grouprank.teachers import FIRST_STAGE, load_teacher, parse_teacher
-from jobs import synthesize as synth_job
+from jobs.stages import synthesize as synth_job
 from jobs.session import get_session
-from jobs.synth_transforms import pool_sources
+from jobs.stages.synthesize import pool_sources
 from jobs.tables import read_table
 
 NDCG10 = parse_metric("ndcg@10")

@@ -11,7 +11,7 @@ values follow trec_eval (and so pytrec_eval):
 - Recall@k divides by every relevant document of the query; P@k divides by k; MRR@k is 1 / rank of
   the first relevant document within the top k; MAP(@k) divides by every relevant document.
 
-``jobs/eval_transforms.py`` orders and joins in Spark and calls ``query_value`` per query, so these
+``jobs/stages/evaluate.py`` orders and joins in Spark and calls ``query_value`` per query, so these
 definitions are the only ones in the project.
 """
 

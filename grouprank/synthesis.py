@@ -21,68 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
+from grouprank.settings import SynthesisSettings, parse_group_sizes
+
 SFT, RL = "sft", "rl"
-
-
-@dataclass(frozen=True)
-class SynthesisSettings:
-    """How pools are drawn, labels fused and samples cut."""
-
-    # Documents per pool: pool_top from the top plus the rest drawn as hard negatives.
-    pool_size: int = 50
-    # The first-stage top this many are always in the pool.
-    pool_top: int = 10
-    # Hard negatives are drawn at random from first-stage ranks pool_top+1 .. pool_depth.
-    pool_depth: int = 200
-    # Fusion weight: S(d) = -beta * log L_p(d) - (1 - beta) * log L_l(d).
-    beta: float = 0.5
-    # Sub-list sizes, e.g. "5-20" (every size in the range) or "5,10,20".
-    group_sizes: str = "5-20"
-    # Samples cut from each pool (sizes cycle through a seeded shuffle of group_sizes).
-    samples_per_query: int = 4
-    # Fraction of queries (not samples) whose samples go to the RL split.
-    rl_fraction: float = 0.2
-    # Seed of every random choice: pools, sizes, offsets, prompt order, split.
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 1 <= self.pool_top <= self.pool_size:
-            problems.append("need 1 <= pool_top <= pool_size")
-        if self.pool_depth < self.pool_size:
-            problems.append("need pool_depth >= pool_size")
-        if not 0.0 <= self.beta <= 1.0:
-            problems.append("beta must be in [0, 1]")
-        if not 0.0 <= self.rl_fraction <= 1.0:
-            problems.append("rl_fraction must be in [0, 1]")
-        if self.samples_per_query < 1:
-            problems.append("samples_per_query must be >= 1")
-        try:
-            parse_group_sizes(self.group_sizes)
-        except ValueError as err:
-            problems.append(str(err))
-        if problems:
-            raise ValueError("invalid synthesis settings: " + "; ".join(problems))
-
-
-def parse_group_sizes(text: str) -> list[int]:
-    """``"5-20"`` -> 5..20, ``"5,10,20"`` -> [5, 10, 20].
-
-    Example:
-        >>> parse_group_sizes("5-8"), parse_group_sizes("20,5,10")
-        ([5, 6, 7, 8], [5, 10, 20])
-    """
-    try:
-        if "-" in text:
-            lo, hi = (int(x) for x in text.split("-"))
-            sizes = list(range(lo, hi + 1))
-        else:
-            sizes = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError as err:
-        raise ValueError(f"group_sizes {text!r} is not like '5-20' or '5,10,20'") from err
-    if not sizes or min(sizes) < 2:
-        raise ValueError(f"group_sizes {text!r} must name sizes of at least 2")
-    return sizes
 
 
 def query_rng(seed: int, qid: str, purpose: str) -> np.random.Generator:

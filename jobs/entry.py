@@ -1,19 +1,14 @@
-"""The command-line entry shared by every job: flags from the job's config dataclass, logging
-(``--verbose``), one-line errors with exit code 2, and the closing summary."""
+"""What every job's command line shares: logging (``--verbose``), the one error mapping (bad
+input: one line, exit code 2) and the closing summary. The parser and the run are in
+``jobs.stages``."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import TypeVar
 
-from jobs.args import add_dataclass_arguments, dataclass_from_args
-
-C = TypeVar("C")
 # The project's own loggers; everything else (py4j, transformers, Spark's JVM) stays at WARNING.
 PROJECT_LOGGERS = ("grouprank", "jobs", "udfs")
 # Spark error conditions meaning "the table or path named is not there, or is not a table".
@@ -38,27 +33,6 @@ _DENIED_WORDS = ("Permission denied", "Operation not permitted", "Read-only file
                  "Mkdirs failed to create", "Access Denied", "AccessDenied")
 
 
-def job_parser(
-    command: str, doc: str, config: type, settings: type | tuple[type, ...] | None = None
-) -> argparse.ArgumentParser:
-    """The job's argument parser: one flag per field of its config (and settings) dataclasses,
-    and ``--verbose``."""
-    parser = argparse.ArgumentParser(prog=f"grouprank {command}", description=doc.splitlines()[0])
-    for cls in (config, *_as_tuple(settings)):
-        add_dataclass_arguments(parser, cls)
-    parser.add_argument(
-        "--verbose", action="store_true",
-        help="the project's logs at DEBUG and Spark's at INFO (default: INFO and WARN)",
-    )
-    return parser
-
-
-def _as_tuple(settings: type | tuple[type, ...] | None) -> tuple[type, ...]:
-    if settings is None:
-        return ()
-    return settings if isinstance(settings, tuple) else (settings,)
-
-
 def configure_logging(verbose: bool = False) -> None:
     """The project's loggers at INFO (DEBUG when ``verbose``), every other logger at WARNING.
 
@@ -78,35 +52,35 @@ def configure_logging(verbose: bool = False) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-def run_job(
-    command: str,
-    config: type[C],
-    run: Callable[..., object],
-    argv: list[str] | None,
-    doc: str,
-    settings: type | tuple[type, ...] | None = None,
-    errors: tuple[type[Exception], ...] = (ValueError, FileNotFoundError),
-) -> int:
-    """Parses ``argv`` into ``config`` (and each ``settings`` dataclass, when the job has more),
-    calls ``run`` and returns the exit code: 0, or 2 with a one-line error on stderr for bad
-    flags, tables or files (``errors``), a table or path that is missing or not a table, a
-    permission problem, or an unfilled jar cache.
+class Refused(RuntimeError):
+    """The job read its input and refused to write it (too many unscored documents, a failed
+    publish gate): the input's fault, reported like bad input. ``summary``, when given, is the
+    job's summary of what it found; it is printed before the error."""
+
+    def __init__(self, message: str, summary: dict | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+# What bad input raises: a flag, table, file or model output the job cannot use.
+BAD_INPUT = (ValueError, FileNotFoundError, Refused)
+
+
+def exit_code(command: str, err: Exception) -> int:
+    """The one error mapping of every job: bad input (``BAD_INPUT``, a table or path that is
+    missing or not a table, a permission problem, an unfilled jar cache) prints one line,
+    ``grouprank COMMAND: error: ...``, on stderr and gives 2; anything else (a bug, a crash)
+    is raised again with its traceback.
 
     Example:
-        >>> run_job("evaluate", EvaluateJob, run, ["--help"], __doc__)  # doctest: +SKIP
+        >>> exit_code("evaluate", ValueError("--run-date 'x' is not a date"))
+        2
     """
-    args = job_parser(command, doc, config, settings).parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        objects = [dataclass_from_args(cls, args) for cls in (config, *_as_tuple(settings))]
-        run(*objects)
-    except Exception as err:
-        message = str(err) if isinstance(err, errors) else input_error(err)
-        if message is None:
-            raise
-        print(f"grouprank {command}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    message = str(err) if isinstance(err, BAD_INPUT) else input_error(err)
+    if message is None:
+        raise err
+    print(f"grouprank {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def input_error(err: BaseException) -> str | None:

@@ -1,9 +1,9 @@
 """What the Databricks notebooks share: widgets named like the job flags, and showing tables and
 plots.
 
-A notebook declares one text widget per job flag (same name, same default as the command line),
-turns the widget values into the job's argument list and calls the job's ``main`` - exactly what
-``grouprank <job>`` runs. Without ``dbutils`` (a local run) the defaults are used.
+A notebook declares one text widget per job flag (same name, same default as the command line,
+both from the stage registry), turns the widget values into the job's argument list and calls
+``jobs.stages.main`` - exactly what ``grouprank <job>`` runs. Without ``dbutils`` (a local run) the defaults are used.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class JobArguments:
 
 
 def job_arguments(
-    *configs: type, defaults: dict[str, Any] | None = None, fixed: dict[str, str] | None = None
+    stage: str, defaults: dict[str, Any] | None = None, fixed: dict[str, str] | None = None
 ) -> JobArguments:
-    """Widgets for every field of the job's config dataclasses, read back as job arguments.
+    """Widgets for every field of the stage's config dataclasses (from the registry,
+    ``jobs.stages``), read back as the stage's arguments.
 
     ``defaults`` fills the fields the command line requires (paths), so the notebook also runs
     as it is outside Databricks. ``fixed`` sets flags without a widget, for values the notebook
@@ -47,13 +48,15 @@ def job_arguments(
     between calls that name it, so flags two jobs have in common (``run_date``) are one widget.
 
     Example:
-        >>> job_arguments(RerankJob, RerankSettings, defaults={"candidates": "c"}).argv[:2]
+        >>> job_arguments("rerank", defaults={"candidates": "c"}).argv[:2]
         ['--candidates', 'c']
     """
+    from jobs.stages import config_classes
+
     defaults, fixed = defaults or {}, fixed or {}
     argv: list[str] = []
     values: dict[str, str] = {}
-    for config in configs:
+    for config in config_classes(stage):
         hints = typing.get_type_hints(config)
         for field in dataclasses.fields(config):
             boolean = hints[field.name] is bool

@@ -288,6 +288,17 @@ def _check(spark: SparkSession) -> None:
             raise RuntimeError("a Delta table written from the jar cache did not read back")
 
 
+def default_parallelism(spark) -> int:
+    """Spark's default parallelism, read without a SparkContext where Spark Connect has none."""
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return int(value)
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect: no SparkContext
+        return 8
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", action="store_true",

@@ -1,41 +1,9 @@
-"""GRPO with the group-ranking reward, from an SFT checkpoint, on the samples' rl split.
+"""spark-submit entry point of the train-rl stage (jobs/stages/train_rl.py).
 
-    grouprank train-rl --samples out/train/samples --init ckpt/sft --output ckpt/rl
-    grouprank train-rl --samples out/train/samples --init ckpt/sft --output ckpt/rl-no-js \\
-        --reward-terms ndcg,recall
-    spark-submit jobs/train_rl.py <same flags>
-
-Policy and reference start from --init (a group-encoder checkpoint or a merged causal LM
-directory). Reward: format gate, then NDCG@10 + 0.2 Recall@10 + 0.1 (1 - JS) against the
-sample's targets (grouprank.reward). The group encoder samples each document's 0-10 score from
-its distribution; LLMs generate with TRL's GRPOTrainer.
+    spark-submit jobs/train_rl.py --help
 """
 
-from __future__ import annotations
-
-import sys
-from dataclasses import dataclass
-
-from jobs.entry import run_job
-from jobs.training import RLOptions, TrainJob, launch
-
-
-@dataclass(frozen=True)
-class RLInit:
-    """Where RL starts: the SFT checkpoint (policy and frozen reference)."""
-
-    # A group-encoder checkpoint or a causal LM directory (e.g. train-sft's --output).
-    init: str
-
-
-def run(init: RLInit, job: TrainJob, rl: RLOptions) -> dict:
-    """Trains and returns the job summary; bad flags and tables fail before training."""
-    return launch("rl", job, init.init, rl)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_job("train-rl", RLInit, run, argv, __doc__, settings=(TrainJob, RLOptions))
-
+from jobs.stages import shim
 
 if __name__ == "__main__":
-    sys.exit(main())
+    shim("train-rl")

@@ -9,76 +9,23 @@ The backbone follows the model argument:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from grouprank.backends.group_encoder import SHIPPED_ENCODER, is_group_encoder_dir
 from grouprank.models import EMBEDDED_LLM
-from grouprank.reward import ALL_TERMS
+from jobs.configs import RLOptions, TrainJob
 
 log = logging.getLogger("grouprank.train")
 
 GROUP_ENCODER, LLM = "group-encoder", "llm"
 
 
-@dataclass(frozen=True)
-class TrainJob:
-    """Flags both training jobs take (besides where the model comes from)."""
-
-    # Samples Delta table (path or name) written by `grouprank synthesize`.
-    samples: str
-    # Output checkpoint directory (loadable with `grouprank rerank --model`).
-    output: str
-    # Read only this run date's samples (YYYY-MM-DD); empty = every date in the table.
-    run_date: str = ""
-    # Passes over the split (group encoder: whole epochs; LLM: may be fractional).
-    epochs: float = 0.0
-    # Stop after this many optimizer steps; -1 = run the epochs.
-    max_steps: int = -1
-    # Learning rate; 0 = the backbone's default.
-    learning_rate: float = 0.0
-    # Samples per optimizer step; 0 = the backbone's default.
-    batch_size: int = 0
-    # LoRA rank of LLM backbones (the paper: 32).
-    lora_rank: int = 32
-    # LoRA alpha of LLM backbones (the paper: 32).
-    lora_alpha: int = 32
-    # LLM backbones: train every weight instead of a LoRA adapter.
-    full_finetune: bool = False
-    # Seed of initialisation, data order and sampling.
-    seed: int = 0
-    # Checkpoint every this many steps; a rerun with the same --output resumes from the last.
-    save_every: int = 100
-    # Group encoder, fresh head: documents in each query's pseudo-relevance feedback vector
-    # (the samples' feedback_texts in training, the list's top at inference; 0 = none).
-    feedback_top: int = 0
-    # Launch through TorchDistributor with this many processes (0 = in this process).
-    num_processes: int = 0
-    # With TorchDistributor: run on the driver (local) instead of on executors.
-    local_mode: bool = True
-    # With TorchDistributor: one GPU per process (spark.task.resource.gpu.amount must be set).
-    use_gpu: bool = False
 
 
-@dataclass(frozen=True)
-class RLOptions:
-    """GRPO flags (paper: 8 rollouts, temperature 1.0, KL 0.001, LoRA r = alpha = 32)."""
-
-    # Rollouts per sample; advantages are relative within them.
-    rollouts: int = 8
-    # Coefficient of the KL penalty to the reference (the --init checkpoint).
-    kl: float = 0.001
-    # Sampling temperature of the rollouts.
-    temperature: float = 1.0
-    # Clip range of the probability ratio.
-    clip: float = 0.2
-    # Reward terms, comma-separated, for ablations (default: all three).
-    reward_terms: str = ",".join(ALL_TERMS)
 
 
 def backbone_of(model: str) -> str:
@@ -185,13 +132,20 @@ def train(stage: str, samples: pd.DataFrame, model: str, output: str, config) ->
     return run(samples, model, output, config)
 
 
+def check(job: TrainJob, model: str, rl: RLOptions | None = None) -> None:
+    """Fails on bad flags before any Spark work: the samples table, the model, the options."""
+    from jobs.tables import check_table_ref
+
+    check_table_ref(job.samples, "--samples")
+    config_for(backbone_of(model), job, rl)
+
+
 def launch(stage: str, job: TrainJob, model: str, rl: RLOptions | None = None) -> dict:
     """Reads the samples and trains, in-process or through TorchDistributor; returns the summary."""
     from jobs.session import get_session
-    from jobs.tables import check_table_ref
 
     started = time.time()
-    check_table_ref(job.samples, "--samples")
+    check(job, model, rl)
     backbone = backbone_of(model)
     config = config_for(backbone, job, rl)
     spark = get_session(f"grouprank-train-{stage}")
@@ -213,8 +167,12 @@ def launch(stage: str, job: TrainJob, model: str, rl: RLOptions | None = None) -
     summary = {"job": f"train-{stage}", "backbone": backbone, "model": model,
                "output": job.output, "total_seconds": round(time.time() - started, 1),
                **{k: v for k, v in summary.items() if k != "curve"}}
-    print(f"trained {backbone} ({stage}) from {model} into {job.output} "
-          f"in {summary['total_seconds']} s")
-    print("summary: " + json.dumps(summary, sort_keys=True, default=str))
     return summary
+
+
+def headline(summary: dict) -> str:
+    """Which backbone was trained from what, into where."""
+    stage = summary["job"].removeprefix("train-")
+    return (f"trained {summary['backbone']} ({stage}) from {summary['model']} into "
+            f"{summary['output']} in {summary['total_seconds']} s")
 

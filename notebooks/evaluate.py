@@ -11,14 +11,16 @@
 
 # COMMAND ----------
 
-from jobs import demo, evaluate
+from jobs.stages import demo
+
+from jobs.stages import main as stage_main
 from jobs.notebook import job_arguments, reliability_figure, show, show_figure
 from jobs.session import get_session
 from jobs.tables import read_table
 
 spark = get_session("grouprank-notebook")
 args = job_arguments(
-    evaluate.EvaluateJob,
+    "evaluate",
     defaults={
         "run": "out/notebooks/reranked",
         "qrels": str(demo.sample_qrels_path()),
@@ -31,7 +33,7 @@ args = job_arguments(
 
 # COMMAND ----------
 
-assert evaluate.main(args.argv) == 0, "the evaluate job failed; see the error above"
+assert stage_main("evaluate", args.argv) == 0, "the evaluate job failed; see the error above"
 
 # COMMAND ----------
 

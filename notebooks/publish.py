@@ -10,14 +10,16 @@
 
 # COMMAND ----------
 
-from jobs import publish
+from jobs.stages import publish
+
+from jobs.stages import main as stage_main
 from jobs.notebook import job_arguments, show
 from jobs.session import get_session
 from jobs.tables import read_table
 
 spark = get_session("grouprank-notebook")
 args = job_arguments(
-    publish.PublishJob,
+    "publish",
     defaults={
         "reranked": "out/notebooks/reranked",
         "run_date": "2026-11-27",
@@ -27,7 +29,7 @@ args = job_arguments(
 
 # COMMAND ----------
 
-code = publish.main(args.argv)
+code = stage_main("publish", args.argv)
 assert code == 0, "the publish job failed or a gate blocked it; see the error above"
 
 # COMMAND ----------

@@ -9,16 +9,15 @@
 
 # COMMAND ----------
 
-from grouprank.settings import RerankSettings
-from jobs import demo, rerank
+from jobs.stages import demo
+from jobs.stages import main as stage_main
 from jobs.notebook import job_arguments, show
 from jobs.session import get_session
 from jobs.tables import read_table
 
 spark = get_session("grouprank-notebook")
 args = job_arguments(
-    rerank.RerankJob,
-    RerankSettings,
+    "rerank",
     defaults={
         "candidates": "out/notebooks/candidates",
         "output": "out/notebooks/reranked",
@@ -37,7 +36,7 @@ if args.values["candidates"] == "out/notebooks/candidates":
 
 # COMMAND ----------
 
-assert rerank.main(args.argv) == 0, "the rerank job failed; see the error above"
+assert stage_main("rerank", args.argv) == 0, "the rerank job failed; see the error above"
 
 # COMMAND ----------
 

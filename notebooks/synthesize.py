@@ -8,16 +8,15 @@
 
 # COMMAND ----------
 
-from grouprank.synthesis import SynthesisSettings
-from jobs import demo, synthesize
+from jobs.stages import demo
+from jobs.stages import main as stage_main
 from jobs.notebook import job_arguments, show
 from jobs.session import get_session
 from jobs.tables import read_table
 
 spark = get_session("grouprank-notebook")
 args = job_arguments(
-    synthesize.SynthesizeJob,
-    SynthesisSettings,
+    "synthesize",
     defaults={
         "candidates": "out/notebooks/candidates",
         "output": "out/notebooks/samples",
@@ -33,7 +32,7 @@ if args.values["candidates"] == "out/notebooks/candidates":
 
 # COMMAND ----------
 
-assert synthesize.main(args.argv) == 0, "the synthesize job failed; see the error above"
+assert stage_main("synthesize", args.argv) == 0, "the synthesize job failed; see the error above"
 
 # COMMAND ----------
 

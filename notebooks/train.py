@@ -17,7 +17,8 @@
 
 # COMMAND ----------
 
-from jobs import train_rl, train_sft
+
+from jobs.stages import main as stage_main
 from jobs.notebook import (
     curve_figure,
     job_arguments,
@@ -27,7 +28,6 @@ from jobs.notebook import (
     widget,
 )
 from jobs.session import get_session
-from jobs.training import RLOptions, TrainJob
 
 spark = get_session("grouprank-notebook")
 stage = widget("stage", "sft")
@@ -37,12 +37,10 @@ stages = ["sft", "rl"] if stage == "both" else [stage]
 output = widget("output", "out/notebooks/model")
 defaults = {"samples": "out/notebooks/samples", "base": "minilm", "init": f"{output}/sft"}
 sft_args = job_arguments(
-    train_sft.SFTBase, TrainJob, defaults=defaults, fixed={"output": f"{output}/sft"}
+    "train-sft", defaults=defaults, fixed={"output": f"{output}/sft"}
 )
 rl_args = job_arguments(
-    train_rl.RLInit,
-    TrainJob,
-    RLOptions,
+    "train-rl",
     defaults=defaults,
     fixed={"output": f"{output}/rl", **({"init": f"{output}/sft"} if stage == "both" else {})},
 )
@@ -54,7 +52,7 @@ rl_args = job_arguments(
 # COMMAND ----------
 
 if "sft" in stages:
-    assert train_sft.main(sft_args.argv) == 0, "the train-sft job failed; see the error above"
+    assert stage_main("train-sft", sft_args.argv) == 0, "the train-sft job failed; see the error above"
 
 # COMMAND ----------
 
@@ -63,7 +61,7 @@ if "sft" in stages:
 # COMMAND ----------
 
 if "rl" in stages:
-    assert train_rl.main(rl_args.argv) == 0, "the train-rl job failed; see the error above"
+    assert stage_main("train-rl", rl_args.argv) == 0, "the train-rl job failed; see the error above"
 
 # COMMAND ----------
 

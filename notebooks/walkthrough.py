@@ -17,8 +17,8 @@
 
 # COMMAND ----------
 
-from grouprank.settings import RerankSettings
-from jobs import demo, evaluate, rerank, retrieve
+from jobs.stages import demo
+from jobs.stages import main as stage_main
 from jobs.notebook import job_arguments, metrics_figure, show, show_figure, widget
 from jobs.session import get_session
 from jobs.tables import read_table
@@ -27,13 +27,12 @@ spark = get_session("grouprank-notebook")
 workdir = widget("workdir", "out/walkthrough")
 tables = demo.walkthrough_tables(workdir)
 retrieve_args = job_arguments(
-    retrieve.RetrieveJob,
+    "retrieve",
     fixed={"corpus": tables["corpus"], "queries": tables["queries"],
            "output": tables["candidates"]},
 )
 rerank_args = job_arguments(
-    rerank.RerankJob,
-    RerankSettings,
+    "rerank",
     defaults={"run_date": "2026-11-27"},
     fixed={"candidates": tables["candidates"], "output": tables["reranked"]},
 )
@@ -54,7 +53,7 @@ show(read_table(spark, tables["queries"]))
 
 # COMMAND ----------
 
-assert retrieve.main(retrieve_args.argv) == 0, "the retrieve job failed; see the error above"
+assert stage_main("retrieve", retrieve_args.argv) == 0, "the retrieve job failed; see the error above"
 show(read_table(spark, tables["candidates"]).orderBy("qid", "rank")
      .select("qid", "rank", "docid", "score", "text"))
 
@@ -64,7 +63,7 @@ show(read_table(spark, tables["candidates"]).orderBy("qid", "rank")
 
 # COMMAND ----------
 
-assert rerank.main(rerank_args.argv) == 0, "the rerank job failed; see the error above"
+assert stage_main("rerank", rerank_args.argv) == 0, "the rerank job failed; see the error above"
 reranked = read_table(spark, tables["reranked"]).where(f"run_date = DATE'{run_date}'")
 show(reranked.orderBy("qid", "rank").select("qid", "rank", "docid", "score", "model_score",
                                             "first_stage_rank", "status"))
@@ -82,12 +81,12 @@ show(reranked.orderBy("qid", "rank").select("qid", "rank", "docid", "score", "mo
 for run, name, baseline in ((tables["candidates"], "first_stage", ""),
                             (tables["reranked"], "reranked", "first_stage")):
     evaluate_args = job_arguments(
-        evaluate.EvaluateJob,
+        "evaluate",
         fixed={"run": run, "qrels": str(demo.sample_qrels_path()), "output": tables["metrics"],
                "run_date": run_date, "name": name, "queries": tables["queries"],
                "baseline": baseline},
     )
-    assert evaluate.main(evaluate_args.argv) == 0, "the evaluate job failed; see the error above"
+    assert stage_main("evaluate", evaluate_args.argv) == 0, "the evaluate job failed; see the error above"
 
 # COMMAND ----------
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 # Types a column may arrive as and still be read as the declared type (widened with a cast).
@@ -11,6 +12,9 @@ _COMPATIBLE: dict[type[T.DataType], tuple[type[T.DataType], ...]] = {
     T.IntegerType: (T.ShortType, T.ByteType, T.LongType),
     T.LongType: (T.IntegerType, T.ShortType, T.ByteType),
 }
+
+# Examples of bad rows named in an error.
+_EXAMPLES = 5
 
 
 class SchemaError(ValueError):
@@ -52,3 +56,28 @@ def check_columns(
     for name, dtype in casts.items():
         df = df.withColumn(name, df[name].cast(dtype))
     return df
+
+
+def check_rows(df: DataFrame, table: str, keys: list[str], bad: Column, what: str) -> DataFrame:
+    """Returns ``df`` if no row is ``bad`` and no key repeats; else raises ``SchemaError`` with
+    up to five examples of each problem. One Spark job when the table is clean."""
+    stats = (
+        df.groupBy(*keys)
+        .agg(F.count(F.lit(1)).alias("_n"), F.max(bad.cast("int")).alias("_bad"))
+        .agg(F.sum((F.col("_n") > 1).cast("int")).alias("dupes"), F.sum("_bad").alias("bad"))
+        .first()
+    )
+    problems = []
+    if stats["bad"]:
+        problems.append(f"{what}, e.g. {_examples(df.where(bad))}")
+    if stats["dupes"]:
+        repeats = df.groupBy(*keys).count().where(F.col("count") > 1)
+        problems.append(f"{stats['dupes']} repeated ({', '.join(keys)}), e.g. (with copies) "
+                        f"{_examples(repeats)}")
+    if problems:
+        raise SchemaError(f"{table} table has " + "; ".join(problems))
+    return df
+
+
+def _examples(df: DataFrame) -> list[tuple]:
+    return [tuple(r) for r in df.limit(_EXAMPLES).collect()]

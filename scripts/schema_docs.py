@@ -7,7 +7,9 @@ A generated block sits between ``<!-- schema: schemas.reranked.RERANKED -->`` an
 ``<!-- /schema -->``; the marker names the module and the StructType. Each column's meaning is the
 comment written above its ``StructField`` in that module (``tests/test_docs.py`` runs the check).
 A ``<!-- statuses -->`` ... ``<!-- /statuses -->`` block lists every per-document status from
-``grouprank.parsing.STATUSES``.
+``grouprank.parsing.STATUSES``, and a ``<!-- flags: rerank -->`` ... ``<!-- /flags -->`` block a
+stage's flags from the stage registry (``jobs.stages``): name, default and the comment above
+the config field, the same text ``grouprank rerank --help`` prints.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = (REPO / "docs" / "ARCHITECTURE.md", REPO / "README.md")
+DOCS = (REPO / "docs" / "ARCHITECTURE.md", REPO / "docs" / "RUNNING.md", REPO / "README.md")
 _BLOCK = re.compile(r"(<!-- schema: ([\w.]+) -->\n)(.*?)(<!-- /schema -->)", re.DOTALL)
 _STATUSES = re.compile(r"(<!-- statuses -->\n)(.*?)(<!-- /statuses -->)", re.DOTALL)
+_FLAGS = re.compile(r"(<!-- flags: ([\w-]+) -->\n)(.*?)(<!-- /flags -->)", re.DOTALL)
 
 
 def column_comments(module, name: str) -> dict[str, str]:
@@ -76,9 +79,36 @@ def status_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def flag_table(stage: str) -> str:
+    """A markdown table of a stage's flags: flag, default, meaning (its config field comments).
+
+    Example:
+        >>> print(flag_table("demo").splitlines()[2])
+        | `--workdir` | `out/demo` | Folder for the demo's tables (candidates, reranked), replaced on every run. |
+    """
+    import dataclasses
+
+    from jobs.args import field_comments
+    from jobs.stages import config_classes
+
+    rows = ["| flag | default | meaning |", "| --- | --- | --- |"]
+    for config in config_classes(stage):
+        comments = field_comments(config)
+        for field in dataclasses.fields(config):
+            default = field.default
+            shown = ("required" if default is dataclasses.MISSING else "none" if default is None
+                     else ("on" if default else "off") if isinstance(default, bool)
+                     else f"`{default}`" if default != "" else "empty")
+            meaning = comments.get(field.name, "").replace("|", "\\|")
+            rows.append(f"| `--{field.name.replace('_', '-')}` | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
 def render(text: str) -> str:
-    """``text`` with every generated block rewritten from its StructType or the status list."""
+    """``text`` with every generated block rewritten from its StructType, the status list or the
+    stage registry."""
     text = _BLOCK.sub(lambda m: m.group(1) + schema_table(m.group(2)) + m.group(4), text)
+    text = _FLAGS.sub(lambda m: m.group(1) + flag_table(m.group(2)) + m.group(4), text)
     return _STATUSES.sub(lambda m: m.group(1) + status_table() + m.group(3), text)
 
 

@@ -90,17 +90,17 @@ def test_rerank_job_over_connect(spark, connect_server, candidates, tiny_model_d
 _NOTEBOOK_PATH = """
 import datetime as dt, sys
 from grouprank.settings import RerankSettings
-from jobs import demo
+from jobs.stages import demo
 from jobs.session import get_session
 from jobs.tables import read_table, write_run_date_partition
-from jobs.transforms import check_candidates, rerank
+from jobs.stages.rerank import check_candidates, rerank
 
 spark = get_session("notebook")
 print("session:", type(spark).__module__)
 sample, output = sys.argv[1], sys.argv[2]
 demo.write_sample(spark, sample)
 settings = RerankSettings(model=sys.argv[3], group_size=4)
-checked, report = check_candidates(read_table(spark, sample, "--candidates"), settings)
+checked, report = check_candidates(read_table(spark, sample, "--candidates"), settings.on_duplicates)
 day = dt.date(2026, 11, 27)
 write_run_date_partition(rerank(checked, settings, day), output, day)
 print("rows:", report.rows)

@@ -13,8 +13,8 @@ from grouprank.backends.base import GroupResult
 from grouprank.backends.group_encoder import GroupEncoderConfig, GroupHead, save_head
 from grouprank.models import CAUSAL_LM, ModelRef, model_ref
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
-from jobs.transforms import check_candidates, fuse_and_rank, prepare_candidates
+from jobs.stages import rerank as rerank_job
+from jobs.stages.rerank import check_candidates, fuse_and_rank, prepare_candidates
 from schemas import CANDIDATES, GROUP_SCORES, SchemaError
 
 DAY = dt.date(2026, 11, 27)
@@ -95,9 +95,9 @@ def test_two_query_texts_for_one_qid_fail_with_examples(spark):
     rows = [("q1", "cheap flights", "d1", "t", 1.0, 1), ("q1", "cheap flight", "d2", "t", 0.5, 2),
             ("q2", "ok", "d1", "t", 1.0, 1), ("q2", "  ", "d2", "t", 0.5, 2)]
     with pytest.raises(SchemaError, match=r"more than one query text.*'q1'.*cheap flight"):
-        check_candidates(spark.createDataFrame(rows, CANDIDATES), RerankSettings())
+        check_candidates(spark.createDataFrame(rows, CANDIDATES))
     # A blank text beside the real one is not a second text (it is scored as empty_query).
-    check_candidates(spark.createDataFrame(rows[2:], CANDIDATES), RerankSettings())
+    check_candidates(spark.createDataFrame(rows[2:], CANDIDATES))
 
 
 def test_an_empty_table_does_not_wipe_a_written_night(spark, tmp_path, tiny_model_dir):

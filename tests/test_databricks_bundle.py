@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from jobs.args import dataclass_from_args
-from jobs.entry import job_parser
+from jobs.stages import STAGES, check, config_classes, parser
 
 REPO = Path(__file__).resolve().parents[1]
 _VAR = re.compile(r"\$\{var\.(\w+)\}")
@@ -76,21 +76,6 @@ def _dropped(original: Any, round_trip: Any, path: str = "") -> list[str]:
     return [] if original == round_trip or str(original) == str(round_trip) else [path]
 
 
-def _parsers() -> dict[str, tuple]:
-    from grouprank.settings import RerankSettings
-    from jobs import evaluate, publish, rerank, retrieve
-
-    return {
-        "retrieve": (job_parser("retrieve", retrieve.__doc__, retrieve.RetrieveJob),
-                     (retrieve.RetrieveJob,)),
-        "rerank": (rerank.build_parser(), (rerank.RerankJob, RerankSettings)),
-        "evaluate": (job_parser("evaluate", evaluate.__doc__, evaluate.EvaluateJob),
-                     (evaluate.EvaluateJob,)),
-        "publish": (job_parser("publish", publish.__doc__, publish.PublishJob),
-                    (publish.PublishJob,)),
-    }
-
-
 def test_bundle_declares_jobs_and_a_wheel_artifact():
     assert BUNDLE["bundle"]["name"]
     assert JOBS, "no jobs under resources.jobs"
@@ -139,14 +124,13 @@ def test_every_task_parameter_is_a_flag_of_its_job(key):
     job = _job(key)
     defaults = {p["name"]: p["default"] for p in job.get("parameters", [])}
     used: set[str] = set()
-    parsers = _parsers()
     for task in job["tasks"]:
         wheel_task = task.get("python_wheel_task")
         if wheel_task is None:
             continue
         assert wheel_task["entry_point"] == "grouprank"  # [project.scripts] in pyproject.toml
         command, *argv = wheel_task["parameters"]
-        assert command == task["task_key"] or command in parsers, command
+        assert command in STAGES, command
         resolved = []
         for value in argv:
             for name in _JOB_PARAMETER.findall(value):
@@ -154,10 +138,9 @@ def test_every_task_parameter_is_a_flag_of_its_job(key):
                 used.add(name)
             value = _JOB_PARAMETER.sub(lambda m: str(defaults[m.group(1)]), value)
             resolved.append(_DYNAMIC.get(value, value))
-        parser, configs = parsers[command]
-        args = parser.parse_args(resolved)  # an unknown flag or bad value exits here
-        for config in configs:  # the job's own checks of the values (ranges, choices)
-            dataclass_from_args(config, args)
+        args = parser(command).parse_args(resolved)  # an unknown flag or bad value exits here
+        # The job's own checks of the values (ranges, choices, table references).
+        check(command, *(dataclass_from_args(c, args) for c in config_classes(command)))
     conditions = " ".join(str(t.get("condition_task", "")) for t in job["tasks"])
     used |= set(_JOB_PARAMETER.findall(conditions))
     assert set(defaults) <= used | {"run_date"}, f"unused job parameters {set(defaults) - used}"

@@ -19,7 +19,7 @@ from grouprank.models import (
     resolve_model,
 )
 from grouprank.settings import RerankSettings
-from jobs import demo
+from jobs.stages import main as stage_main
 
 GROUP = GroupInput(
     "what is a transaction log",
@@ -43,7 +43,7 @@ def test_the_default_prefers_the_relevant_document():
 
 
 def test_demo_reranks_the_sample_end_to_end(spark, tmp_path, capsys):
-    assert demo.main(["--workdir", str(tmp_path)]) == 0
+    assert stage_main("demo", ["--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Top 3 per query" in out and "q1: how do vaccines train the immune system" in out
     table = spark.read.format("delta").load(str(tmp_path / "reranked")).toPandas()

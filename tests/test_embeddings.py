@@ -11,7 +11,7 @@ from scipy.stats import kendalltau
 from grouprank.backends.group_encoder import load_sentence_encoder
 from grouprank.encoding import encode_texts, length_sorted_batches, padding_ratio
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
+from jobs.stages import rerank as rerank_job
 from schemas import CANDIDATES, SchemaError
 
 DAY = "2026-11-27"

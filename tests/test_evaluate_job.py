@@ -13,8 +13,10 @@ from pyspark.testing import assertSchemaEqual
 
 from grouprank.formats import FormatError, read_trec_qrels, read_trec_run
 from grouprank.metrics import MetricError, parse_metrics
-from jobs import cli, evaluate
-from jobs.eval_transforms import check_qrels, check_run, evaluate_run
+from jobs import cli
+from jobs.stages import run as run_stage
+from jobs.stages import evaluate
+from jobs.stages.evaluate import check_qrels, check_run, evaluate_run
 from schemas.metrics import METRICS
 from schemas.validation import SchemaError
 
@@ -79,7 +81,8 @@ def test_hand_computed_values_and_denominators(spark, files):
 def test_output_schema_rerun_is_idempotent_and_comparison(spark, files, capsys):
     evaluate.run(_job(files))
     evaluate.run(_job(files, name="other", metrics="mrr@10"))
-    summary = evaluate.run(_job(files, baseline="other", metrics="mrr@10", test="t-test"))
+    # Through the registry, which prints the headline as the command line does.
+    summary = run_stage("evaluate", _job(files, baseline="other", metrics="mrr@10", test="t-test"))
     table = spark.read.format("delta").load(str(files / "metrics"))
     assertSchemaEqual(table.schema, METRICS, ignoreNullable=True)
     counts = {r["name"]: r["count"] for r in table.groupBy("name").count().collect()}

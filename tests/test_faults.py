@@ -20,8 +20,8 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
-from jobs import synthesize as synth_job
+from jobs.stages import rerank as rerank_job
+from jobs.stages import main as stage_main
 from schemas import CANDIDATES
 from tests.faults.sitecustomize import barrier
 
@@ -184,10 +184,10 @@ def test_killed_synthesis_worker_is_retried_and_the_samples_are_unchanged(
                 "--partitions", "4"]
 
     reference = str(base / "samples-reference")
-    assert synth_job.main(args(reference)) == 0
+    assert stage_main("synthesize", args(reference)) == 0
     out = str(base / "samples-killed")
     fault(f"kill-once:{marker}")
-    assert synth_job.main(args(out)) == 0
+    assert stage_main("synthesize", args(out)) == 0
     assert marker.exists()  # the fault really fired
     table = spark.read.format("delta").load(out)
     assert table.count() == 12  # 6 queries x 2 samples, none lost or doubled by the retry

@@ -252,14 +252,14 @@ def test_bad_settings_and_empty_splits_fail_first(tmp_path):
 
 
 def test_rerank_job_runs_a_group_encoder_checkpoint(spark, tmp_path):
-    from jobs.transforms import check_candidates, rerank
+    from jobs.stages.rerank import check_candidates, rerank
     from schemas import CANDIDATES
 
     save_head(_random_head(), tmp_path / "ckpt")
     rows = [("q1", "solar panels", f"d{i}", f"text {i} about solar", float(10 - i), None)
             for i in range(7)] + [("q2", "castles", "e0", "", 1.0, None)]
     settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=3, partitions=2)
-    checked, _ = check_candidates(spark.createDataFrame(rows, CANDIDATES), settings)
+    checked, _ = check_candidates(spark.createDataFrame(rows, CANDIDATES), settings.on_duplicates)
     out = rerank(checked, settings, dt.date(2026, 11, 27)).toPandas()
     assert len(out) == 8 and set(out.model) == {"ckpt"}
     scored = out[out.qid == "q1"]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
+from jobs.stages import rerank as rerank_job
 from schemas import CANDIDATES
 
 # The benchmarks are scripts, not a package: import them as `python bench/X.py` would.

@@ -3,7 +3,6 @@ before work with a clear message; it never crashes mid-job, loses or duplicates 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import subprocess
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from grouprank.prompts import load_template
 from grouprank.settings import RerankSettings
 from jobs.tables import TableRefError, check_table_ref
-from jobs.transforms import check_candidates, rerank
+from jobs.stages.rerank import check_candidates, rerank
 from schemas import CANDIDATES, SchemaError
 
 import datetime as dt
@@ -56,7 +55,7 @@ def test_prompts_render_any_text_verbatim(query, docs):
 def test_arbitrary_tables_keep_every_row(spark, tiny_model_dir, rows):
     data = [(q, f"query {q}", d, t, s, None) for q, d, t, s in rows]
     s = RerankSettings(model=str(tiny_model_dir), partitions=2)
-    checked, report = check_candidates(spark.createDataFrame(data, CANDIDATES), s)
+    checked, report = check_candidates(spark.createDataFrame(data, CANDIDATES), s.on_duplicates)
     out = rerank(checked, s, dt.date(2026, 11, 27)).toPandas()
     assert len(out) == len(data) == report.rows
     assert sorted(zip(out.qid, out.docid)) == sorted((r[0], r[2]) for r in data)
@@ -71,7 +70,7 @@ def test_huge_documents_and_huge_queries(spark, tiny_model_dir):
     data = [("big", "q", "a", big, 2.0, 1), ("big", "q", "b", "small", 1.0, 2)]
     data += [("wide", "many candidates", f"d{i}", f"text {i}", float(i), None) for i in range(2000)]
     s = RerankSettings(model=str(tiny_model_dir), partitions=2, max_doc_tokens=32)
-    checked, _ = check_candidates(spark.createDataFrame(data, CANDIDATES), s)
+    checked, _ = check_candidates(spark.createDataFrame(data, CANDIDATES), s.on_duplicates)
     out = rerank(checked, s, dt.date(2026, 11, 27)).toPandas()
     assert len(out) == 2002 and set(out.status) == {"ok"}
     wide = out[out.qid == "wide"]
@@ -83,7 +82,7 @@ def test_huge_documents_and_huge_queries(spark, tiny_model_dir):
 def test_non_finite_first_stage_scores_are_rejected_before_work(spark, tiny_model_dir, bad):
     data = [("q", "query", "a", "t", 1.0, 1), ("q", "query", "b", "t", bad, 2)]
     with pytest.raises(SchemaError, match="NaN or infinite"):
-        check_candidates(spark.createDataFrame(data, CANDIDATES), RerankSettings())
+        check_candidates(spark.createDataFrame(data, CANDIDATES))
 
 
 @pytest.mark.parametrize(
@@ -211,17 +210,10 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(
 
 
 def test_a_permission_error_in_python_is_one_line(tmp_path, capsys):
-    from jobs.entry import run_job
+    from jobs.entry import exit_code
 
-    def run(job):
-        raise PermissionError(13, "Permission denied", str(tmp_path / "qrels.txt"))
-
-    @dataclasses.dataclass(frozen=True)
-    class Job:
-        # A flag.
-        flag: str = "x"
-
-    assert run_job("evaluate", Job, run, [], "Evaluate.") == 2
+    error = PermissionError(13, "Permission denied", str(tmp_path / "qrels.txt"))
+    assert exit_code("evaluate", error) == 2
     line = _only_error_line(capsys, "evaluate")
     assert line.endswith(f"permission denied: [Errno 13] Permission denied: "
                          f"'{tmp_path / 'qrels.txt'}'")

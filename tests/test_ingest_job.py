@@ -8,7 +8,8 @@ import pytest
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from grouprank.formats import FormatError
-from jobs import cli, ingest
+from jobs import cli
+from jobs.stages import ingest
 from schemas.corpus import CORPUS
 from schemas.qrels import QRELS
 from schemas.queries import QUERIES

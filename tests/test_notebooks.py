@@ -54,10 +54,8 @@ class FakeWidgets:
 
 def test_walkthrough_retrieves_reranks_evaluates_and_plots(spark, tiny_model_dir, tmp_path,
                                                           monkeypatch, capsys):
-    from jobs import notebook, rerank
-    from jobs.entry import job_parser
-    from jobs.evaluate import EvaluateJob
-    from jobs.retrieve import RetrieveJob
+    from jobs import notebook
+    from jobs.stages import flags
 
     monkeypatch.chdir(tmp_path)
     widgets = FakeWidgets({"model": str(tiny_model_dir), "group_size": "5",
@@ -67,10 +65,9 @@ def test_walkthrough_retrieves_reranks_evaluates_and_plots(spark, tiny_model_dir
     out = capsys.readouterr().out
 
     # Every widget is a flag of one of the three jobs, except the work directory.
-    flags = {a.dest for parser in (job_parser("retrieve", "x", RetrieveJob), rerank.build_parser(),
-                                   job_parser("evaluate", "x", EvaluateJob))
-             for a in parser._actions}
-    assert set(widgets.declared) - flags == {"workdir"}
+    names = {flag[2:].replace("-", "_")
+             for stage in ("retrieve", "rerank", "evaluate") for flag in flags(stage)}
+    assert set(widgets.declared) - names == {"workdir"}
     base = tmp_path / "out" / "walkthrough"
     candidates = spark.read.format("delta").load(str(base / "candidates"))
     reranked = spark.read.format("delta").load(str(base / "reranked"))
@@ -87,9 +84,8 @@ def test_walkthrough_retrieves_reranks_evaluates_and_plots(spark, tiny_model_dir
 def test_train_runs_sft_then_rl_and_shows_both_curves(spark, samples_table, tmp_path,
                                                       tmp_path_factory, monkeypatch, capsys):
     from grouprank.backends.group_encoder import is_group_encoder_dir
-    from jobs import notebook, train_rl, train_sft
-    from jobs.entry import job_parser
-    from jobs.training import RLOptions, TrainJob
+    from jobs import notebook
+    from jobs.stages import flags
 
     monkeypatch.setenv("GROUPRANK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -100,11 +96,9 @@ def test_train_runs_sft_then_rl_and_shows_both_curves(spark, samples_table, tmp_
     out = capsys.readouterr().out
 
     # Every widget is a flag of one of the two jobs, except the stage.
-    flags = {a.dest for parser in (
-        job_parser("train-sft", "x", train_sft.SFTBase, TrainJob),
-        job_parser("train-rl", "x", train_rl.RLInit, (TrainJob, RLOptions)),
-    ) for a in parser._actions}
-    assert set(widgets.declared) - flags == {"stage"}
+    names = {flag[2:].replace("-", "_")
+             for stage in ("train-sft", "train-rl") for flag in flags(stage)}
+    assert set(widgets.declared) - names == {"stage"}
     # 12 sft and 8 rl samples, 4 per step, one epoch.
     for stage, steps, value in (("sft", 3, "loss"), ("rl", 2, "reward")):
         checkpoint = tmp_path / "model" / stage

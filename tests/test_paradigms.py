@@ -22,9 +22,9 @@ from grouprank.permutation import (
 )
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
-from jobs.rerank import RerankJob
-from jobs.transforms import build_groups, prepare_candidates
+from jobs.stages import rerank as rerank_job
+from jobs.configs import RerankJob
+from jobs.stages.rerank import build_groups, prepare_candidates
 from schemas import CANDIDATES
 from tests.test_direct_mode import _hand_expected
 
@@ -130,14 +130,16 @@ def test_worker_cache_keeps_one_copy_of_the_weights_across_knobs(tiny_model_dir,
 
 
 def test_cli_exposes_the_paradigm_flags():
-    args = rerank_job.build_parser().parse_args(
+    from jobs.stages import parser as stage_parser
+
+    args = stage_parser("rerank").parse_args(
         ["--candidates", "c", "--output", "o", "--run-date", "2026-11-27", "--paradigm",
          "listwise", "--window-size", "8", "--window-step", "4"]
     )
     assert (args.paradigm, args.window_size, args.window_step) == ("listwise", 8, 4)
     assert args.pointwise_scorer == "yesno"
     with pytest.raises(SystemExit):
-        rerank_job.build_parser().parse_args(["--paradigm", "cross"])
+        stage_parser("rerank").parse_args(["--paradigm", "cross"])
 
 
 # ---- scorers on the tiny model, against hand computations ----------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import pipeline
+from jobs.stages import pipeline
+
+from jobs.stages import main as stage_main
 from schemas import CANDIDATES
 
 
@@ -37,10 +39,10 @@ evaluate:
 
 def test_pipeline_runs_stages_and_reruns_without_duplicates(spark, config):
     path, base = config
-    first = pipeline.run(str(path))
+    first = pipeline.run_config(str(path))
     assert [r["stage"] for r in first] == ["rerank", "evaluate"]
     assert {r["status"] for r in first} == {"ok"}
-    pipeline.run(str(path))  # the same night again
+    pipeline.run_config(str(path))  # the same night again
     reranked = spark.read.format("delta").load(str(base / "reranked"))
     assert reranked.count() == 6
     metrics = spark.read.format("delta").load(str(base / "metrics"))
@@ -48,13 +50,13 @@ def test_pipeline_runs_stages_and_reruns_without_duplicates(spark, config):
     runs = spark.read.format("delta").load(str(base / "runs")).toPandas()
     assert sorted(runs.stage) == ["evaluate", "rerank"] and set(runs.status) == {"ok"}
     # Another night lands beside it.
-    pipeline.run(str(path), run_date="2026-11-28")
+    pipeline.run_config(str(path), run_date="2026-11-28")
     assert spark.read.format("delta").load(str(base / "reranked")).count() == 12
 
 
 def test_bad_config_fails_before_any_stage(config, capsys):
     path, base = config
     path.write_text(path.read_text().replace("group_size: 3", "group_sise: 3"))
-    assert pipeline.main(["--config", str(path)]) == 2
+    assert stage_main("pipeline", ["--config", str(path)]) == 2
     assert "unknown keys ['group_sise']" in capsys.readouterr().err
     assert not (base / "reranked").exists()

@@ -13,7 +13,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import cli
-from jobs.publish import FAULT_MERGE_FAILS, GateFailed, PublishJob, run
+from jobs.configs import PublishJob
+from jobs.stages import run as run_stage
+from jobs.stages.publish import FAULT_MERGE_FAILS, GateFailed, check, run
 from schemas.metrics import METRICS
 from schemas.serving import SERVING
 
@@ -202,8 +204,8 @@ def test_each_gate_blocks_and_leaves_the_index_untouched(spark, tables, publishe
 
 
 def test_metric_gates_pass_on_a_good_night(spark, tables, published, capsys):
-    summary = run(_job(tables, "serving", NIGHT5, metrics=tables[2], gate="nDCG@10>=0.40",
-                       max_drop=0.1, dry_run=True))
+    summary = run_stage("publish", _job(tables, "serving", NIGHT5, metrics=tables[2],
+                                       gate="nDCG@10>=0.40", max_drop=0.1, dry_run=True))
     assert summary["outcome"] == "dry_run"
     assert [(g["gate"], g["passed"]) for g in summary["gates"]] == [
         ("complete", True), ("unscored", True), ("churn", True), ("nDCG@10>=0.4", True),
@@ -297,7 +299,7 @@ def test_a_merge_that_dies_before_its_commit_leaves_the_index_as_it_was(spark, t
 def test_bad_flags_fail_before_any_work(kwargs, message):
     base = dict(index="/tmp/never/serving", reranked="/tmp/never/reranked", run_date=NIGHT1)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        PublishJob(**{**base, **kwargs})
+        check(PublishJob(**{**base, **kwargs}))
 
 
 def test_cli_exit_codes_and_an_unknown_run_date(spark, tables, published, capsys):
@@ -316,7 +318,7 @@ def test_cli_exit_codes_and_an_unknown_run_date(spark, tables, published, capsys
 
 
 def test_pipeline_config_builds_a_publish_stage_after_evaluate(tmp_path):
-    from jobs import pipeline
+    from jobs.stages import pipeline
 
     path = tmp_path / "nightly.yaml"
     path.write_text(

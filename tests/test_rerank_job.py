@@ -12,9 +12,11 @@ from pyspark.testing import assertDataFrameEqual
 
 from grouprank.models import fusion_weight_for
 from grouprank.settings import RerankSettings
-from jobs import rerank as rerank_job
-from jobs.rerank import RerankJob, UnparsedOutputError
-from jobs.transforms import build_groups, check_candidates, rerank
+from jobs.stages import rerank as rerank_job
+from jobs.stages import main as stage_main
+from jobs.configs import RerankJob
+from jobs.stages.rerank import UnparsedOutputError
+from jobs.stages.rerank import build_groups, check_candidates, rerank
 from schemas import CANDIDATES, RERANKED, SchemaError
 
 DAY = dt.date(2026, 11, 27)
@@ -82,7 +84,7 @@ def reranked(spark, settings):
     # Query c: every first-stage score equal (min-max is undefined, normalised to 1).
     rows = [r if r[0] != "c" else (*r[:4], 3.0, r[5]) for r in rows]
     s = RerankSettings(model=settings.model, partitions=2, repeats=2, group_size=8)
-    checked, _ = check_candidates(candidates_frame(spark, rows), s)
+    checked, _ = check_candidates(candidates_frame(spark, rows), s.on_duplicates)
     out = rerank(checked, s, DAY).toPandas()
     return rows, s, out
 
@@ -193,10 +195,8 @@ def test_duplicates_fail_with_examples_or_keep_best(spark, settings, tmp_path):
     rows.append(("a", "what is bm25", "a-d001", "copy with a better score", 99.0, 9))
     df = candidates_frame(spark, rows)
     with pytest.raises(SchemaError, match=r"duplicate \(qid, docid\).*'a', 'a-d001', 2"):
-        check_candidates(df, settings)
-    kept, report = check_candidates(
-        df, RerankSettings(model=settings.model, on_duplicates="keep-best")
-    )
+        check_candidates(df, settings.on_duplicates)
+    kept, report = check_candidates(df, "keep-best")
     assert report.duplicates_removed == 1
     best = kept.where("docid = 'a-d001'").collect()
     assert len(best) == 1 and best[0]["score"] == 99.0
@@ -214,13 +214,13 @@ def test_duplicates_fail_with_examples_or_keep_best(spark, settings, tmp_path):
 def test_schema_errors_name_each_column(spark, settings, mutate, message):
     df = mutate(candidates_frame(spark, make_rows("a", 3)))
     with pytest.raises(SchemaError, match=message):
-        check_candidates(df, settings)
+        check_candidates(df, settings.on_duplicates)
 
 
 def test_integer_scores_and_missing_rank_are_accepted(spark, settings):
     df = candidates_frame(spark, make_rows("a", 3)).drop("rank")
     df = df.withColumn("score", F.col("score").cast("int"))
-    checked, report = check_candidates(df, settings)
+    checked, report = check_candidates(df, settings.on_duplicates)
     assert report.rows == 3 and dict(checked.dtypes)["score"] == "double"
 
 
@@ -229,7 +229,7 @@ def test_non_finite_scores_are_rejected(spark, settings, bad):
     rows = make_rows("a", 3)
     rows[0] = (*rows[0][:4], bad, 1)
     with pytest.raises(SchemaError, match="null, NaN or infinite.*a-d000"):
-        check_candidates(candidates_frame(spark, rows), settings)
+        check_candidates(candidates_frame(spark, rows), settings.on_duplicates)
 
 
 def test_empty_table_writes_an_empty_partition(spark, settings, tmp_path, caplog):
@@ -262,17 +262,17 @@ def test_unparsed_groups_fall_back_to_first_stage_order(spark, tiny_model_dir, t
 def test_cli_reports_bad_input_before_work(spark, tmp_path, capsys, tiny_model_dir):
     cand = str(tmp_path / "c")
     candidates_frame(spark, make_rows("a", 2)).drop("query").write.format("delta").save(cand)
-    code = rerank_job.main(
+    code = stage_main("rerank", 
         ["--candidates", cand, "--output", str(tmp_path / "o"), "--run-date", "2026-11-27",
          "--model", str(tiny_model_dir)]
     )
     assert code == 2
     assert "missing column 'query'" in capsys.readouterr().err
-    assert rerank_job.main(
+    assert stage_main("rerank", 
         ["--candidates", cand, "--output", str(tmp_path / "o"), "--run-date", "27/11/2026"]
     ) == 2
     assert "--run-date" in capsys.readouterr().err
-    assert rerank_job.main(
+    assert stage_main("rerank", 
         ["--candidates", cand, "--output", "x; DROP TABLE y", "--run-date", "2026-11-27"]
     ) == 2
     assert "neither a path" in capsys.readouterr().err

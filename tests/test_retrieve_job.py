@@ -9,9 +9,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertSchemaEqual
 
 from grouprank.formats import read_rank_llm, read_trec_run
-from grouprank.settings import RerankSettings
-from jobs import retrieve
-from jobs.transforms import check_candidates
+from jobs.stages import retrieve
+from jobs.stages.rerank import check_candidates
 from schemas.candidates import CANDIDATES
 
 DOCS = [
@@ -92,7 +91,7 @@ def test_bm25_candidates_match_bm25s_and_feed_the_reranker(spark, tables):
     assert [r for _, _, r in got["q2"]] == [1, 2, 3]
     first = table.where(F.col("qid") == "q1").orderBy("rank").first()
     assert (first["query"], first["text"]) == ("cat", "the cat sat on the mat")
-    checked, report = check_candidates(table, RerankSettings())
+    checked, report = check_candidates(table)
     assert (report.rows, report.queries) == (6, 2)
     run = read_trec_run(tables / "run.txt")
     assert run[run.qid == "q1"]["docid"].tolist() == ["d1", "d3", "d4"]

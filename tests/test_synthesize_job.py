@@ -13,7 +13,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from grouprank.parsing import parse_answer
 from grouprank.synthesis import SynthesisSettings, parse_group_sizes
-from jobs import synthesize as synth_job
+from jobs.stages import synthesize as synth_job
+from jobs.stages import main as stage_main
 from schemas import CANDIDATES
 from schemas.samples import SAMPLES
 
@@ -98,6 +99,6 @@ def test_rerun_is_idempotent(spark, run_synthesis):
 
 
 def test_bad_teacher_fails_before_work(tmp_path, capsys):
-    code = synth_job.main(["--candidates", str(tmp_path), "--output", str(tmp_path / "o"),
+    code = stage_main("synthesize", ["--candidates", str(tmp_path), "--output", str(tmp_path / "o"),
                            "--run-date", "2026-11-27", "--pointwise-teacher", "gpt"])
     assert code == 2 and "teacher 'gpt'" in capsys.readouterr().err

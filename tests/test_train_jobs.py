@@ -11,7 +11,7 @@ import pytest
 from grouprank.backends.group_encoder import is_group_encoder_dir
 from grouprank.models import load_scorer
 from grouprank.settings import RerankSettings
-from jobs import train_rl, train_sft
+from jobs.stages import main as stage_main
 from jobs.training import backbone_of
 from schemas.samples import SAMPLES
 from tests.test_group_encoder import make_samples
@@ -51,7 +51,7 @@ def _flags(samples: str, output, **extra) -> list[str]:
 
 
 def test_sft_then_rl_through_the_jobs_and_torch_distributor(samples_table, tmp_path, capsys):
-    assert train_sft.main(["--base", "minilm"] + _flags(samples_table, tmp_path / "sft")) == 0
+    assert stage_main("train-sft", ["--base", "minilm"] + _flags(samples_table, tmp_path / "sft")) == 0
     out = capsys.readouterr().out
     summary = json.loads(out.split("summary: ", 1)[1])
     assert summary["backbone"] == "group-encoder" and summary["samples"] == 12
@@ -60,7 +60,7 @@ def test_sft_then_rl_through_the_jobs_and_torch_distributor(samples_table, tmp_p
         samples_table, tmp_path / "rl", num_processes=1, rollouts=4,
         reward_terms="ndcg,recall", run_date="2026-11-27",
     )
-    assert train_rl.main(argv) == 0
+    assert stage_main("train-rl", argv) == 0
     summary = json.loads(capsys.readouterr().out.split("summary: ", 1)[1])
     assert summary["stage"] == "rl" and summary["samples"] == 8 and summary["steps"] == 4
     assert summary["config"]["reward_terms"] == ["ndcg", "recall"]
@@ -73,15 +73,15 @@ def test_sft_then_rl_through_the_jobs_and_torch_distributor(samples_table, tmp_p
 
 
 def test_bad_flags_fail_before_training(samples_table, tmp_path, capsys):
-    assert train_sft.main(["--base", str(tmp_path)] + _flags(samples_table, tmp_path / "o")) == 2
+    assert stage_main("train-sft", ["--base", str(tmp_path)] + _flags(samples_table, tmp_path / "o")) == 2
     assert "is not a model" in capsys.readouterr().err
-    assert train_rl.main(["--init", "minilm"] + _flags(samples_table, tmp_path / "o")) == 2
+    assert stage_main("train-rl", ["--init", "minilm"] + _flags(samples_table, tmp_path / "o")) == 2
     assert "not a group-encoder checkpoint" in capsys.readouterr().err
     argv = ["--base", "minilm"] + _flags(samples_table, tmp_path / "o", run_date="2026-01-01")
-    assert train_sft.main(argv) == 2
+    assert stage_main("train-sft", argv) == 2
     assert "holds no samples for run date 2026-01-01" in capsys.readouterr().err
     argv = ["--init", "minilm"] + _flags(samples_table, tmp_path / "o", reward_terms="ndcg,mrr")
-    assert train_rl.main(argv) == 2
+    assert stage_main("train-rl", argv) == 2
     assert "reward_terms" in capsys.readouterr().err
 
 
@@ -90,7 +90,7 @@ def test_samples_missing_a_column_are_named(spark, tmp_path, capsys):
     spark.createDataFrame([("s1", "q")], "sample_id string, qid string").write.format(
         "delta"
     ).save(path)
-    assert train_sft.main(["--base", "minilm", "--samples", path, "--output", "x"]) == 2
+    assert stage_main("train-sft", ["--base", "minilm", "--samples", path, "--output", "x"]) == 2
     err = capsys.readouterr().err
     assert "missing column 'target_scores'" in err and "missing column 'texts'" in err
 
@@ -99,7 +99,7 @@ def test_llm_training_refuses_prompts_in_another_models_chat_format(
     samples_table, tiny_model_dir, tmp_path, capsys
 ):
     # The table's prompts were rendered with chat template 0123456789abcdef, not the tiny Llama's.
-    code = train_sft.main(["--base", str(tiny_model_dir)] + _flags(samples_table, tmp_path / "o"))
+    code = stage_main("train-sft", ["--base", str(tiny_model_dir)] + _flags(samples_table, tmp_path / "o"))
     assert code == 2
     err = capsys.readouterr().err
     assert "rendered with chat template(s) ['0123456789abcdef']" in err and "--chat-model" in err

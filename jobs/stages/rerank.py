@@ -1,7 +1,14 @@
-"""DataFrame -> DataFrame transforms of the reranking job; no I/O, so notebooks and tests call
-exactly what ``jobs/rerank.py`` calls.
+"""Rerank a candidates table with the groupwise model and write the run date's Delta partition.
 
-    reranked = rerank(check_candidates(candidates, settings), settings, run_date)
+    grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \
+        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight W] \
+        [--mode direct|reason] [--seed 0] [--paradigm groupwise|pointwise|listwise]
+    spark-submit jobs/rerank.py <same flags>
+
+The stage: ``check`` (flags), the DataFrame -> DataFrame transforms (no I/O, so notebooks and
+tests call exactly what the job calls), ``run`` (read, transform, write) and ``headline``.
+
+    reranked = rerank(check_candidates(candidates, settings.on_duplicates), settings, run_date)
 
 Only the DataFrame API is used (no RDDs, no SparkContext), so the transforms also run under Spark
 Connect (Databricks serverless and shared clusters).
@@ -11,7 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -20,7 +28,19 @@ from pyspark.sql import types as T
 from grouprank.models import ModelRef, fusion_weight_for, model_ref
 from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT, OK, PARTIAL
 from grouprank.prompts import template_for
-from grouprank.settings import RerankSettings
+from grouprank.settings import DuplicatePolicy, RerankSettings
+from jobs.configs import RerankJob
+from jobs.embeddings import distinct_texts, driver_precision, embed_texts, refresh_store
+from jobs.entry import Refused
+from jobs.progress import stage
+from jobs.session import default_parallelism, get_session
+from jobs.tables import (
+    check_empty_allowed,
+    check_table_ref,
+    parse_run_date,
+    read_table,
+    write_run_date_partition,
+)
 from schemas.candidates import validate_candidates
 from schemas.reranked import GROUP_SCORES, RERANKED
 from schemas.validation import SchemaError
@@ -28,8 +48,11 @@ from udfs.scoring import score_groups_udf
 
 log = logging.getLogger(__name__)
 
+
 # Group rows per Arrow batch into the scoring UDF.
 ARROW_GROUPS = 256
+
+
 _EXAMPLES = 5
 
 
@@ -43,12 +66,13 @@ class InputReport:
 
 
 def check_candidates(
-    candidates: DataFrame, settings: RerankSettings
+    candidates: DataFrame, on_duplicates: DuplicatePolicy = "error"
 ) -> tuple[DataFrame, InputReport]:
     """Validates the candidates table before any model work and applies the duplicate policy.
 
     Raises ``SchemaError`` for missing or mistyped columns, null ids, non-finite first-stage
-    scores, and duplicate (qid, docid) rows (with examples) unless ``on_duplicates='keep-best'``,
+    scores, and duplicate (qid, docid) rows (with examples) unless ``on_duplicates='keep-best'``
+    (``RerankSettings.on_duplicates``),
     which keeps each pair's row with the best first-stage score (ties: lowest rank, then the
     lexically smallest text) and reports how many rows it removed.
     """
@@ -78,7 +102,7 @@ def check_candidates(
     examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
     removed = 0
     if examples:
-        if settings.on_duplicates == "error":
+        if on_duplicates == "error":
             raise SchemaError(
                 "candidates table has duplicate (qid, docid) rows, e.g. (qid, docid, copies) "
                 f"{examples}; deduplicate it or pass --on-duplicates keep-best"
@@ -214,7 +238,7 @@ def rerank(
     own embedding step.
 
     Example:
-        >>> checked, _ = check_candidates(df, RerankSettings())  # doctest: +SKIP
+        >>> checked, _ = check_candidates(df)  # doctest: +SKIP
         >>> rerank(checked, RerankSettings(), date(2026, 11, 27)).show()  # doctest: +SKIP
     """
     return rerank_with_scores(candidates, settings, run_date, partitions, vectors=vectors)[0]
@@ -408,17 +432,6 @@ def status_counts(reranked: DataFrame) -> dict[str, tuple[int, int]]:
     return {r["status"]: (r["rows"], r["unscored"]) for r in rows.collect()}
 
 
-def default_parallelism(spark) -> int:
-    """Spark's default parallelism, read without a SparkContext where Spark Connect has none."""
-    value = spark.conf.get("spark.default.parallelism", None)
-    if value:
-        return int(value)
-    try:
-        return int(spark.sparkContext.defaultParallelism)
-    except Exception:  # Spark Connect: no SparkContext
-        return 8
-
-
 def _blank(col: Column) -> Column:
     # Blank = nothing but Unicode white space (tabs, newlines, no-break spaces included).
     return col.isNull() | (F.regexp_replace(col, r"\p{IsWhite_Space}+", "") == "")
@@ -426,3 +439,128 @@ def _blank(col: Column) -> Column:
 
 def _finite(col: Column) -> Column:
     return col.isNotNull() & ~F.isnan(col) & (F.abs(col) != float("inf"))
+
+
+class UnparsedOutputError(Refused):
+    """Too many documents got no usable model score (see --max-unparsed-fraction)."""
+
+
+def check(job: RerankJob, settings: RerankSettings) -> None:
+    """Fails on bad flags before any Spark or model work: dates, table references, the model
+    (resolved, so a missing directory is named) and the prompt template."""
+    parse_run_date(job.run_date)
+    check_table_ref(job.candidates, "--candidates")
+    check_table_ref(job.output, "--output")
+    if job.embedding_store:
+        check_table_ref(job.embedding_store, "--embedding-store")
+    model_ref(settings.model)
+    template_for(settings)
+
+
+def run(job: RerankJob, settings: RerankSettings) -> dict:
+    """Runs the job and returns its summary; raises before any model work on bad input."""
+    started = time.time()
+    check(job, settings)
+    run_date = parse_run_date(job.run_date)
+    ref = model_ref(settings.model)
+    spark = get_session("grouprank-rerank")
+    candidates, report = check_candidates(
+        read_table(spark, job.candidates, "--candidates"), settings.on_duplicates
+    )
+    if report.rows == 0:
+        check_empty_allowed(spark, job.output, run_date, job.allow_empty, "--candidates")
+        log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
+    settings = driver_precision(settings, spark)
+    vectors, embedded = _embed(spark, job, settings, ref, candidates)
+    result, scored = rerank_with_scores(candidates, settings, run_date, ref=ref, vectors=vectors)
+    # Scores are kept (small: no texts) so the summary and the write reuse one model pass.
+    scored, result = scored.persist(), result.persist()
+    try:
+        with stage(spark, f"rerank: scoring {report.rows:,} candidates of {report.queries:,} queries"):
+            counts = status_counts(result)
+        summary = _summary(job, settings, report, counts)
+        summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
+        summary["embeddings"] = embedded
+        summary["scoring"] = scoring_diagnostics(scored)
+        expected = report.rows - report.duplicates_removed
+        if summary["rows_out"] != expected:
+            raise RuntimeError(f"rows out {summary['rows_out']} != rows in {expected}; not written")
+        if summary["unscored_fraction"] > settings.max_unparsed_fraction:
+            raise UnparsedOutputError(
+                f"{summary['unscored']} of {summary['sent_to_model']} documents got no usable "
+                f"model score ({summary['unscored_fraction']:.1%} > "
+                f"--max-unparsed-fraction {settings.max_unparsed_fraction:.1%}); nothing written"
+            )
+        with stage(spark, f"rerank: writing run_date {run_date} to {job.output}"):
+            write_run_date_partition(result, job.output, run_date)
+    finally:
+        result.unpersist()
+        scored.unpersist()
+        if vectors is not None:
+            vectors.unpersist()
+    summary["seconds"] = round(time.time() - started, 1)
+    return summary
+
+
+def _embed(
+    spark, job: RerankJob, settings: RerankSettings, ref, candidates
+) -> tuple[object | None, dict]:
+    """Embeds the distinct texts once, before scoring, through the store when one is given.
+
+    Returns the vectors (persisted; None for models that cannot use them) and a summary.
+    """
+    if not ref.precomputed_embeddings:
+        if job.embedding_store:
+            raise ValueError(
+                f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
+            )
+        return None, {}
+    partitions = settings.partitions or default_parallelism(spark)
+    texts = distinct_texts(prepare_candidates(candidates).where("skip IS NULL"))
+    if job.embedding_store:
+        with stage(spark, f"rerank: embedding new texts into {job.embedding_store}"):
+            vectors, found = refresh_store(
+                spark, job.embedding_store, texts, settings, ref, partitions
+            )
+            vectors = vectors.persist()
+            vectors.count()
+        return vectors, {"texts": found.texts, "encoded": found.encoded, "reused": found.reused,
+                         "store": job.embedding_store, "precision": settings.precision}
+    vectors = embed_texts(texts, settings, ref, partitions).persist()
+    with stage(spark, "rerank: embedding each distinct text once"):
+        count = vectors.count()
+    return vectors, {"texts": count, "encoded": count, "reused": 0, "store": None,
+                     "precision": settings.precision}
+
+
+def _summary(
+    job: RerankJob, settings: RerankSettings, report, counts: dict[str, tuple[int, int]]
+) -> dict:
+    rows_out = sum(rows for rows, _ in counts.values())
+    skipped = sum(counts.get(s, (0, 0))[0] for s in (EMPTY_QUERY, EMPTY_TEXT))
+    sent = rows_out - skipped
+    # Sent to the model but left without a usable score (they fall back to the first stage).
+    unscored = sum(u for s, (_, u) in counts.items() if s not in (EMPTY_QUERY, EMPTY_TEXT))
+    return {
+        "job": "rerank",
+        "run_date": job.run_date,
+        "output": job.output,
+        "rows_in": report.rows,
+        "duplicates_removed": report.duplicates_removed,
+        "rows_out": rows_out,
+        "queries": report.queries,
+        "sent_to_model": sent,
+        "unscored": unscored,
+        "unscored_fraction": unscored / sent if sent else 0.0,
+        "status_counts": {s: rows for s, (rows, _) in sorted(counts.items())},
+        "settings": asdict(settings),
+    }
+
+
+def headline(summary: dict) -> str:
+    """The job's human line: how many candidates went where, and their statuses."""
+    return (
+        f"reranked {summary['rows_out']} candidates of {summary['queries']} queries "
+        f"into {summary['output']} (run_date {summary['run_date']}) in {summary['seconds']} s; "
+        f"statuses {summary['status_counts']}"
+    )

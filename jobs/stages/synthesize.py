@@ -1,0 +1,155 @@
+"""Synthesize groupwise training samples from a candidates table, without relevance labels.
+
+    grouprank synthesize --candidates CANDIDATES --output SAMPLES --run-date 2026-11-27 \
+        [--pointwise-teacher encoder] [--listwise-teacher first-stage] [--pool-size 50] \
+        [--pool-top 10] [--pool-depth 200] [--beta 0.5] [--group-sizes 5-20] \
+        [--samples-per-query 4] [--rl-fraction 0.2] [--seed 0]
+    spark-submit jobs/synthesize.py <same flags>
+
+Teacher SPECs: first-stage | encoder[:DIR] | llm:MODEL:groupwise|pointwise|listwise[:SCORER].
+The offline defaults are the all-MiniLM-L6-v2 cosine (pointwise) and the first-stage ranking
+(listwise): measured in docs/BENCHMARKS.md, the zero-shot SmolLM2-135M ranks below them.
+
+DataFrame transforms of the synthesis job (no I/O): candidates in, training samples out.
+
+    samples = synthesize(checked_candidates, settings, pointwise, listwise, run_date)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from grouprank.models import check_model
+from grouprank.settings import SynthesisSettings
+from grouprank.teachers import LLM, TeacherSpec, parse_teacher
+from jobs.configs import SynthesizeJob
+from jobs.session import default_parallelism, get_session
+from jobs.stages.rerank import check_candidates, prepare_candidates
+from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
+from schemas.samples import POOL_SOURCES, SAMPLES
+from udfs.synthesis import synthesize_udf
+
+log = logging.getLogger("grouprank.synthesize")
+
+
+def pool_sources(candidates: DataFrame, settings: SynthesisSettings) -> DataFrame:
+    """One row per query: its scoreable candidates in first-stage order, cut at ``pool_depth``.
+
+    Candidates with a blank query or text cannot be judged by a teacher and are left out.
+    """
+    usable = prepare_candidates(candidates).where(F.col("skip").isNull())
+    order = Window.partitionBy("qid").orderBy("first_stage_rank", "docid")
+    ranked = usable.withColumn("pos", F.row_number().over(order)).where(
+        F.col("pos") <= settings.pool_depth
+    )
+    members = F.sort_array(
+        F.collect_list(F.struct("pos", "docid", "text", "score", "first_stage_rank"))
+    )
+    return (
+        ranked.groupBy("qid")
+        .agg(F.first("query").alias("query"), members.alias("m"))
+        .select(
+            "qid",
+            "query",
+            F.transform("m", lambda x: x["docid"]).alias("docids"),
+            F.transform("m", lambda x: x["text"]).alias("texts"),
+            F.transform("m", lambda x: x["score"]).alias("scores"),
+            F.transform("m", lambda x: x["first_stage_rank"]).alias("ranks"),
+        )
+        .select(*POOL_SOURCES.fieldNames())
+    )
+
+
+def synthesize(
+    candidates: DataFrame,
+    settings: SynthesisSettings,
+    pointwise: TeacherSpec,
+    listwise: TeacherSpec,
+    run_date: dt.date,
+    chat_model: str = "smollm2",
+    max_doc_tokens: int = 256,
+    partitions: int | None = None,
+) -> DataFrame:
+    """Builds the samples table (``schemas.SAMPLES``) from a checked candidates table. Lazy."""
+    spark = candidates.sparkSession
+    partitions = partitions or default_parallelism(spark)
+    udf = synthesize_udf(settings, pointwise, listwise, chat_model, max_doc_tokens)
+    samples_no_date = T.StructType([f for f in SAMPLES.fields if f.name != "run_date"])
+    return (
+        pool_sources(candidates, settings)
+        .repartition(partitions, "qid")
+        .mapInPandas(udf, samples_no_date)
+        .withColumn("run_date", F.lit(run_date).cast(T.DateType()))
+        .select(*SAMPLES.fieldNames())
+    )
+
+
+def check(job: SynthesizeJob, settings: SynthesisSettings) -> None:
+    """Fails on bad flags before any Spark or model work: the date, tables, teachers, models.
+    (``settings`` checks itself when it is built.)"""
+    parse_run_date(job.run_date)
+    check_table_ref(job.candidates, "--candidates")
+    check_table_ref(job.output, "--output")
+    pointwise = parse_teacher(job.pointwise_teacher)
+    listwise = parse_teacher(job.listwise_teacher)
+    for spec in (pointwise, listwise):
+        if spec.kind == LLM:
+            check_model(spec.model)
+    check_model(job.chat_model)
+
+
+def run(job: SynthesizeJob, settings: SynthesisSettings) -> dict:
+    """Runs the job and returns its summary; bad flags and tables fail before any model work."""
+    started = time.time()
+    check(job, settings)
+    run_date = parse_run_date(job.run_date)
+    pointwise = parse_teacher(job.pointwise_teacher)
+    listwise = parse_teacher(job.listwise_teacher)
+    spark = get_session("grouprank-synthesize")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "32")
+    candidates, report = check_candidates(read_table(spark, job.candidates, "--candidates"))
+    samples = synthesize(
+        candidates, settings, pointwise, listwise, run_date, job.chat_model,
+        job.max_doc_tokens, job.partitions or None,
+    ).persist()
+    try:
+        stats = samples.groupBy("split").agg(
+            F.count(F.lit(1)).alias("samples"), F.countDistinct("qid").alias("queries")
+        ).collect()
+        unscored = samples.groupBy("qid").agg(F.max("teacher_unscored").alias("u")).agg(
+            F.sum("u")
+        ).first()[0]
+        write_run_date_partition(samples, job.output, run_date)
+    finally:
+        samples.unpersist()
+    seconds = time.time() - started
+    pools = sum(r["queries"] for r in stats)
+    summary = {
+        "job": "synthesize",
+        "run_date": job.run_date,
+        "output": job.output,
+        "candidate_rows": report.rows,
+        "queries_in": report.queries,
+        "pools": pools,
+        "samples": {r["split"]: r["samples"] for r in stats},
+        "teacher_unscored_documents": int(unscored or 0),
+        "teachers": {"pointwise": pointwise.id, "listwise": listwise.id},
+        "seconds": round(seconds, 1),
+        "pools_per_minute": round(60 * pools / seconds, 1) if seconds else None,
+        "settings": asdict(settings),
+    }
+    return summary
+
+
+def headline(summary: dict) -> str:
+    """How many samples from how many pools, per split."""
+    return (f"synthesized {sum(summary['samples'].values())} samples from {summary['pools']} "
+            f"pools ({summary['samples']}) into {summary['output']} in {summary['seconds']} s")
+
