@@ -269,9 +269,9 @@ class Inputs:
                        scratch=scratch)
         smollm2, error = None, None
         try:
-            from grouprank.models import default_model_dir
+            from grouprank.models import embedded_llm_dir
 
-            smollm2 = default_model_dir()
+            smollm2 = embedded_llm_dir()
         except Exception as err:  # noqa: BLE001 - a bare GPU image lacks the package
             error = f"{type(err).__name__}: {err}"
         prepared = PREPARED / "tokenizer"
@@ -299,7 +299,7 @@ def _run_file(data: str | None) -> Path | None:
 def prepare(target: Path) -> None:
     """Copies what a bare GPU machine lacks (DL19's BM25 run file, SmolLM2's tokenizer) to
     ``target``, for carrying there."""
-    from grouprank.models import default_model_dir
+    from grouprank.models import embedded_llm_dir
 
     if not (SHARED_DL19 / DL19_RUN).is_file():
         raise SystemExit(f"DL19 not found at {SHARED_DL19}")
@@ -307,7 +307,7 @@ def prepare(target: Path) -> None:
     shutil.copyfile(SHARED_DL19 / DL19_RUN, target / "trec-dl19-passage" / DL19_RUN)
     tokenizer = target / "tokenizer"
     tokenizer.mkdir(exist_ok=True)
-    for f in default_model_dir().iterdir():
+    for f in embedded_llm_dir().iterdir():
         if f.is_file() and not f.name.endswith(".safetensors"):
             shutil.copyfile(f, tokenizer / f.name)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())

@@ -12,12 +12,14 @@ On the default model (group encoder over MiniLM), local[2], in one Spark session
    encoded inside the scoring UDF: ``ModelRef`` without an encoder) and the new one (each distinct
    text embedded once in its own stage). Rows/s of both, their ratio, peak Python worker memory,
    and whether the rankings agree.
-2. Night over night with ``--embedding-store``, through the real job (``jobs.rerank.run``): night
+2. Night over night with ``--embedding-store``, through the real job (``jobs.stages.rerank.run``): night
    1 on the Vaswani table; night 2 with 10% of the queries given new candidates (BM25 ranks 101-200)
    and 5% of the document texts edited (drawn from the candidates of a fifth of the other queries,
    so the rest stay untouched). Texts encoded each night, job seconds (the session is
    already up, so no start-up cost is in them), and whether every query whose candidates and texts
    did not change got identical output.
+3. The same two nights for an LLM backbone (the tests' tiny random Llama) with ``--score-cache``:
+   groups sent to the model each night, and the same identity check.
 """
 
 from __future__ import annotations
@@ -106,7 +108,10 @@ def same_night(spark, table: pd.DataFrame, name: str, work: Path) -> dict:
     }
 
 
-def night_over_night(spark, deep: pd.DataFrame, work: Path, seed: int = 0) -> dict:
+def night_over_night(spark, deep: pd.DataFrame, work: Path, seed: int = 0,
+                     llm: Path | None = None) -> dict:
+    """Night 1, then night 2 with changes, through the embedding store (default model) or, with
+    ``llm``, that LLM through the group score cache; counts what each night sent to the model."""
     rng = np.random.default_rng(seed)
     night1 = deep[deep["rank"] <= 100]
     qids = sorted(night1.qid.unique())
@@ -124,17 +129,22 @@ def night_over_night(spark, deep: pd.DataFrame, work: Path, seed: int = 0) -> di
     ])
     night2 = night2.assign(text=[t + " (revised)" if d in edited else t
                                  for d, t in zip(night2.docid, night2.text)])
-    store, figures = str(work / "store"), {}
+    store, figures = str(work / ("cache" if llm else "store")), {}
+    settings = RerankSettings(partitions=2, **({"model": str(llm)} if llm else {}))
+    stored = {"score_cache": store} if llm else {"embedding_store": store}
+    # (summary section, work done, total, reused) of each night.
+    section, done, total = ("score_cache", "scored", "groups") if llm else (
+        "embeddings", "encoded", "texts")
     for night, table in (("night1", night1), ("night2", night2)):
         cand = str(work / f"{night}-candidates")
         spark.createDataFrame(table, CANDIDATES).write.format("delta").mode("overwrite").save(cand)
         summary = rerank_job.run(
             rerank_job.RerankJob(cand, str(work / f"{night}-reranked"), DAY.isoformat(),
-                                 embedding_store=store),
-            RerankSettings(partitions=2),
+                                 **stored),
+            settings,
         )
         figures[night] = {"rows": summary["rows_out"], "seconds": summary["seconds"],
-                          **{k: summary["embeddings"][k] for k in ("texts", "encoded", "reused")}}
+                          **{k: summary[section][k] for k in (total, done, "reused")}}
     unchanged = {q for q in qids if q not in moved
                  and not set(night1[night1.qid == q].docid) & edited}
     one, two = (_unchanged_rows(spark, str(work / f"{n}-reranked"), unchanged)
@@ -142,13 +152,23 @@ def night_over_night(spark, deep: pd.DataFrame, work: Path, seed: int = 0) -> di
     return {
         "queries": len(qids), "queries_with_new_candidates": len(moved),
         "documents_edited": len(edited), **figures,
-        "night2_encoded_share_of_night1": round(figures["night2"]["encoded"]
-                                                / figures["night1"]["encoded"], 3),
+        f"night2_{done}_share_of_night1": round(figures["night2"][done]
+                                                / figures["night1"][done], 3),
         "unchanged_queries": len(unchanged),
         "unchanged_outputs_identical": bool(
             one[["qid", "docid", "rank", "score", "model_score"]].equals(
                 two[["qid", "docid", "rank", "score", "model_score"]])),
     }
+
+
+def _tiny_llama(target: Path) -> Path:
+    """The tests' tiny random Llama (tests/tiny_model.py): the LLM path at a size this CPU runs."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_model import build_tiny_llama
+
+    return build_tiny_llama(target)
 
 
 def _unchanged_rows(spark, path: str, qids: set[str]) -> pd.DataFrame:
@@ -162,7 +182,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20, help="Vaswani queries")
     parser.add_argument("--shared-queries", type=int, default=64)
     parser.add_argument("--pool", type=int, default=400, help="abstracts the shared table draws on")
-    parser.add_argument("--sections", default="same-night,night-over-night")
+    parser.add_argument("--sections", default="same-night,night-over-night,llm-night-over-night",
+                        help="llm-night-over-night: a tiny random Llama through --score-cache")
     parser.add_argument("--out", default="bench/results/incremental.json")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -176,7 +197,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "night-over-night" in sections:
-            results["night_over_night"] = night_over_night(spark, deep, work)
+            results["night_over_night"] = night_over_night(spark, deep, work / "encoder")
+            _save(results, args.out)
+        if "llm-night-over-night" in sections:
+            llm = _tiny_llama(work / "tiny-llama")
+            results["llm_night_over_night"] = night_over_night(spark, deep, work / "llm", llm=llm)
             _save(results, args.out)
         if "same-night" not in sections:
             spark.stop()

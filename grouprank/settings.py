@@ -125,12 +125,37 @@ class RerankSettings:
             >>> RerankSettings().digest("t", "m1") == RerankSettings().digest("t", "m2")
             False
         """
+        return self._hash(dataclasses.asdict(self), template_text, model_digest)
+
+    def scoring_digest(self, template_text: str, model_digest: str) -> str:
+        """``digest`` without the settings that never change what one model call returns for a
+        given group (how groups are drawn, repeated, fused and checked): the score cache's key,
+        so a night with another fusion weight or seed still reuses the groups it has seen.
+
+        Example:
+            >>> a, b = RerankSettings(fusion_weight=0.5, seed=3), RerankSettings()
+            >>> a.scoring_digest("t", "m") == b.scoring_digest("t", "m") != a.digest("t", "m")
+            True
+        """
         payload = dataclasses.asdict(self)
-        payload.pop("partitions")  # execution detail, does not change results
+        for name in _NOT_SCORING:
+            payload.pop(name)
+        return self._hash(payload, template_text, model_digest)
+
+    @staticmethod
+    def _hash(payload: dict, template_text: str, model_digest: str) -> str:
+        payload.pop("partitions", None)  # execution detail, does not change results
         payload["prompt_template"] = hashlib.sha256(template_text.encode()).hexdigest()
         payload["model_digest"] = model_digest
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Settings that decide which groups are formed and what is done with their scores, or that name
+# the weights model_digest already identifies: never what one model call gives a group (left
+# out of ``RerankSettings.scoring_digest``).
+_NOT_SCORING = ("model", "group_size", "repeats", "fusion_weight", "seed", "on_duplicates",
+                "max_unparsed_fraction", "trust_remote_code")
 
 
 @dataclass(frozen=True)

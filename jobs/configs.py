@@ -34,6 +34,9 @@ class RerankJob:
     # Delta table (path or name) of sentence-encoder embeddings shared across runs and jobs
     # (group-encoder models): texts found there are not encoded again, new ones are added.
     embedding_store: str | None = None
+    # Delta table (path or name) of group scores shared across runs and jobs (LLM models): a
+    # group read before (same query, texts, order, weights, prompt, settings) is not scored again.
+    score_cache: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -28,12 +27,11 @@ from pyspark.sql import functions as F
 from grouprank.encoding import resolve_precision
 from grouprank.models import ModelRef
 from grouprank.settings import RerankSettings
-from jobs.tables import is_path, read_table_if_exists, spark_path
+from jobs.tables import insert_new_rows, read_table_if_exists
 from schemas.embeddings import EMBEDDING_STORE, EMBEDDINGS, STORE_KEY, validate_store
 from udfs.embedding import embed_texts_udf
 
 log = logging.getLogger(__name__)
-_MERGE_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -174,24 +172,14 @@ def refresh_store(
     texts = texts.persist()
     try:
         needed = texts.count()
-        encoded = 0
-        for attempt in range(1, _MERGE_ATTEMPTS + 1):
+
+        def missing_vectors() -> DataFrame:
             existing = _stored_digests(spark, store, key)
             missing = texts if existing is None else texts.join(existing, "text_digest", "left_anti")
-            new = _store_rows(embed_texts(missing, settings, ref, partitions), key, ref).persist()
-            try:
-                encoded = new.count()
-                if encoded:
-                    _merge(spark, store, new)
-                break
-            except Exception as err:
-                if "Concurrent" not in type(err).__name__ + str(err)[:200] or attempt == _MERGE_ATTEMPTS:
-                    raise
-                log.warning("embedding store %s changed under us (%s); retrying", store,
-                            type(err).__name__)
-                time.sleep(attempt)
-            finally:
-                new.unpersist()
+            return _store_rows(embed_texts(missing, settings, ref, partitions), key, ref)
+
+        encoded = insert_new_rows(spark, store, missing_vectors, EMBEDDING_STORE, STORE_KEY,
+                                  "embedding store")
         vectors = (
             _filtered(read_store(spark, store), key)
             .join(texts.select("text_digest"), "text_digest", "left_semi")
@@ -228,16 +216,3 @@ def _store_rows(vectors: DataFrame, key: dict[str, object], ref: ModelRef) -> Da
     return vectors.select(
         *[columns[f.name].cast(f.dataType).alias(f.name) for f in EMBEDDING_STORE.fields]
     )
-
-
-def _merge(spark: SparkSession, store: str, new: DataFrame) -> None:
-    from delta.tables import DeltaTable
-
-    builder = DeltaTable.createIfNotExists(spark).addColumns(EMBEDDING_STORE)
-    builder = builder.location(spark_path(store)) if is_path(store) else builder.tableName(store)
-    builder.execute()
-    target = DeltaTable.forPath(spark, spark_path(store)) if is_path(store) else DeltaTable.forName(
-        spark, store
-    )
-    condition = " AND ".join(f"s.{k} = n.{k}" for k in STORE_KEY)
-    target.alias("s").merge(new.alias("n"), condition).whenNotMatchedInsertAll().execute()

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from grouprank.formats import FormatError, open_text
+
+log = logging.getLogger(__name__)
 
 # catalog.schema.table, each part a plain identifier or a backtick-quoted one without backticks.
 _PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
@@ -223,3 +229,46 @@ def write_delta(
         writer.save(spark_path(ref))
     else:
         writer.saveAsTable(ref)
+
+
+# A concurrent commit to the same table is retried this many times in all.
+MERGE_ATTEMPTS = 4
+
+
+def insert_new_rows(
+    spark: SparkSession, ref: str, compute: Callable[[], DataFrame], schema: StructType,
+    key: tuple[str, ...], what: str,
+) -> int:
+    """Appends the rows ``compute()`` returns whose ``key`` the Delta table ``ref`` lacks, by an
+    insert-only MERGE (the table is created with ``schema`` if absent); returns the rows given.
+
+    Two jobs doing this at once, a rerun, or a job killed before its commit leave the table
+    consistent: only keys the table does not hold are inserted, Delta commits atomically, and a
+    concurrent-commit conflict is retried against the new snapshot (``compute`` is called again,
+    so it can leave out what the other job added). Nothing is committed when there is nothing
+    to add.
+    """
+    from delta.tables import DeltaTable
+
+    for attempt in range(1, MERGE_ATTEMPTS + 1):
+        new = compute().persist()
+        try:
+            count = new.count()
+            if not count:
+                return 0
+            builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
+            builder = builder.location(spark_path(ref)) if is_path(ref) else builder.tableName(ref)
+            builder.execute()
+            target = (DeltaTable.forPath(spark, spark_path(ref)) if is_path(ref)
+                      else DeltaTable.forName(spark, ref))
+            condition = " AND ".join(f"s.`{k}` = n.`{k}`" for k in key)
+            target.alias("s").merge(new.alias("n"), condition).whenNotMatchedInsertAll().execute()
+            return count
+        except Exception as err:
+            if "Concurrent" not in type(err).__name__ + str(err)[:200] or attempt == MERGE_ATTEMPTS:
+                raise
+            log.warning("%s %s changed under us (%s); retrying", what, ref, type(err).__name__)
+            time.sleep(attempt)
+        finally:
+            new.unpersist()
+    raise AssertionError("unreachable")

@@ -13,7 +13,7 @@ from grouprank.models import (
     DEFAULT_MODEL_NAME,
     EMBEDDED_LLM,
     EMBEDDED_LLM_NAME,
-    default_model_dir,
+    embedded_llm_dir,
     load_scorer,
     model_name,
     resolve_model,
@@ -56,9 +56,9 @@ def test_demo_reranks_the_sample_end_to_end(spark, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_embedded_llm_converts_once_to_safetensors():
-    path = default_model_dir()
+    path = embedded_llm_dir()
     assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
-    assert default_model_dir() == path  # cached: second call is a lookup
+    assert embedded_llm_dir() == path  # cached: second call is a lookup
     assert resolve_model(EMBEDDED_LLM) == path and model_name(EMBEDDED_LLM) == EMBEDDED_LLM_NAME
 
 

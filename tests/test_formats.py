@@ -9,6 +9,7 @@ import zipfile
 import pandas as pd
 import pytest
 
+from grouprank import formats
 from grouprank.formats import (
     FormatError,
     read_benchmark,
@@ -321,3 +322,11 @@ def test_cacm_real_counts(shared_data):
     assert (len(b.corpus), len(b.queries), len(b.qrels)) == (3204, 64, 796)
     assert b.qrels["qid"].nunique() == 52
     assert set(b.qrels["docid"]) <= set(b.corpus["docid"])
+
+
+def test_the_ingest_flag_offers_exactly_the_registered_layouts():
+    import typing
+
+    from jobs.configs import IngestJob
+
+    assert typing.get_args(typing.get_type_hints(IngestJob)["format"]) == formats.FORMATS

@@ -67,7 +67,7 @@ def load_causal_lm(
     row's last position is its next-token position) and falls back to EOS as the pad token.
 
     Example:
-        >>> model, tokenizer = load_causal_lm(default_model_dir())  # doctest: +SKIP
+        >>> model, tokenizer = load_causal_lm(embedded_llm_dir())  # doctest: +SKIP
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -125,9 +125,9 @@ def resolve_llm(base: str | Path) -> Path:
         ValueError: '/no/such/model' is not a causal LM directory (no config.json); ...
     """
     if str(base) == EMBEDDED_LLM:
-        from grouprank.models import default_model_dir
+        from grouprank.models import embedded_llm_dir
 
-        return default_model_dir()
+        return embedded_llm_dir()
     path = Path(base).expanduser()
     if not (path / "config.json").is_file():
         raise ValueError(

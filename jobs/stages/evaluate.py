@@ -1,8 +1,8 @@
 """Score a run against qrels in Spark and write the metrics Delta table for (run date, name).
 
-    grouprank evaluate --run RUN --qrels QRELS --output METRICS --run-date 2026-11-27 \
-        [--name NAME] [--metrics ndcg@10,recall@10,recall@100,mrr@10,map] \
-        [--denominator qrels|run] [--queries QUERIES] [--baseline NAME] [--test randomisation] \
+    grouprank evaluate --run RUN --qrels QRELS --output METRICS --run-date 2026-11-27 \\
+        [--name NAME] [--metrics ndcg@10,recall@10,recall@100,mrr@10,map] \\
+        [--denominator qrels|run] [--queries QUERIES] [--baseline NAME] [--test randomisation] \\
         [--calibration-bins 10]
     spark-submit jobs/evaluate.py <same flags>
 

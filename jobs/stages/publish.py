@@ -1,8 +1,8 @@
 """Publish the night's reranking to a serving index (query -> top k), behind quality gates.
 
-    grouprank publish --reranked PATH_OR_TABLE --run-date 2026-12-01 --index PATH_OR_TABLE \
-        [--top-k 10] [--min-score S] [--scope full|partial] [--max-unscored 0.01] \
-        [--max-churn 0.5] [--metrics METRICS --gate "nDCG@10>=0.40" [--max-drop 0.02]] \
+    grouprank publish --reranked PATH_OR_TABLE --run-date 2026-12-01 --index PATH_OR_TABLE \\
+        [--top-k 10] [--min-score S] [--scope full|partial] [--max-unscored 0.01] \\
+        [--max-churn 0.5] [--metrics METRICS --gate "nDCG@10>=0.40" [--max-drop 0.02]] \\
         [--log LOG] [--dry-run] [--export-changes changes.jsonl]
     grouprank publish --index PATH_OR_TABLE --rollback [--to-version N] [--log LOG]
     spark-submit jobs/publish.py <same flags>

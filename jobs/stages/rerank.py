@@ -1,8 +1,9 @@
 """Rerank a candidates table with the groupwise model and write the run date's Delta partition.
 
-    grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \
-        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight W] \
-        [--mode direct|reason] [--seed 0] [--paradigm groupwise|pointwise|listwise]
+    grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \\
+        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight W] \\
+        [--mode direct|reason] [--seed 0] [--paradigm groupwise|pointwise|listwise] \\
+        [--embedding-store PATH_OR_TABLE] [--score-cache PATH_OR_TABLE]
     spark-submit jobs/rerank.py <same flags>
 
 The stage: ``check`` (flags), the DataFrame -> DataFrame transforms (no I/O, so notebooks and
@@ -19,20 +20,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from grouprank.models import ModelRef, fusion_weight_for, model_ref
 from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT, OK, PARTIAL
 from grouprank.prompts import template_for
-from grouprank.settings import DuplicatePolicy, RerankSettings
+from grouprank.settings import RerankSettings
+from jobs.candidates import check_candidates, prepare_candidates
 from jobs.configs import RerankJob
 from jobs.embeddings import distinct_texts, driver_precision, embed_texts, refresh_store
 from jobs.entry import Refused
 from jobs.progress import stage
+from jobs.score_cache import check_score_cache, score_with_cache
 from jobs.session import default_parallelism, get_session
 from jobs.tables import (
     check_empty_allowed,
@@ -41,9 +44,7 @@ from jobs.tables import (
     read_table,
     write_run_date_partition,
 )
-from schemas.candidates import validate_candidates
 from schemas.reranked import GROUP_SCORES, RERANKED
-from schemas.validation import SchemaError
 from udfs.scoring import score_groups_udf
 
 log = logging.getLogger(__name__)
@@ -53,87 +54,6 @@ log = logging.getLogger(__name__)
 ARROW_GROUPS = 256
 
 
-_EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class InputReport:
-    """What ``check_candidates`` found: sizes, and duplicates removed under ``keep-best``."""
-
-    rows: int
-    queries: int
-    duplicates_removed: int
-
-
-def check_candidates(
-    candidates: DataFrame, on_duplicates: DuplicatePolicy = "error"
-) -> tuple[DataFrame, InputReport]:
-    """Validates the candidates table before any model work and applies the duplicate policy.
-
-    Raises ``SchemaError`` for missing or mistyped columns, null ids, non-finite first-stage
-    scores, and duplicate (qid, docid) rows (with examples) unless ``on_duplicates='keep-best'``
-    (``RerankSettings.on_duplicates``),
-    which keeps each pair's row with the best first-stage score (ties: lowest rank, then the
-    lexically smallest text) and reports how many rows it removed.
-    """
-    df = validate_candidates(candidates)
-    stats = df.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("qid").alias("queries"),
-        F.sum(F.col("qid").isNull().cast("int")).alias("null_qid"),
-        F.sum(F.col("docid").isNull().cast("int")).alias("null_docid"),
-        F.sum((~_finite(F.col("score"))).cast("int")).alias("bad_score"),
-    ).first()
-    problems = []
-    if stats["null_qid"]:
-        problems.append(f"{stats['null_qid']} rows with null qid")
-    if stats["null_docid"]:
-        problems.append(f"{stats['null_docid']} rows with null docid")
-    if stats["bad_score"]:
-        bad = df.where(~_finite(F.col("score"))).select("qid", "docid", "score")
-        examples = [tuple(r) for r in bad.limit(_EXAMPLES).collect()]
-        problems.append(
-            f"{stats['bad_score']} rows whose score is null, NaN or infinite, e.g. {examples}"
-        )
-    if problems:
-        raise SchemaError("candidates table: " + "; ".join(problems))
-    _check_one_query_text(df)
-    dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
-    examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
-    removed = 0
-    if examples:
-        if on_duplicates == "error":
-            raise SchemaError(
-                "candidates table has duplicate (qid, docid) rows, e.g. (qid, docid, copies) "
-                f"{examples}; deduplicate it or pass --on-duplicates keep-best"
-            )
-        best = Window.partitionBy("qid", "docid").orderBy(
-            F.col("score").desc(), F.col("rank").asc_nulls_last(), F.col("text").asc_nulls_last()
-        )
-        df = df.withColumn("_n", F.row_number().over(best)).where("_n = 1").drop("_n")
-        removed = stats["rows"] - df.count()
-        log.warning("removed %d duplicate (qid, docid) rows (kept the best score)", removed)
-    report = InputReport(stats["rows"], stats["queries"], removed)
-    return df, report
-
-
-def _check_one_query_text(df: DataFrame) -> None:
-    """Raises ``SchemaError`` if a qid carries two different (non-blank) query texts: which one
-    the model read would depend on row order."""
-    text = F.when(~_blank(F.col("query")), F.col("query"))
-    conflicts = (
-        df.groupBy("qid")
-        .agg(F.countDistinct(text).alias("texts"), F.sort_array(F.collect_set(text)).alias("all"))
-        .where(F.col("texts") > 1)
-    )
-    examples = [
-        (r["qid"], [t[:40] for t in r["all"][:2]]) for r in conflicts.limit(_EXAMPLES).collect()
-    ]
-    if examples:
-        raise SchemaError(
-            "candidates table has qids with more than one query text, e.g. (qid, texts) "
-            f"{examples}; give each qid one query text"
-        )
 
 
 def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
@@ -264,22 +184,6 @@ def rerank_with_scores(
     return fuse_and_rank(base, scored, settings, ref, run_date), scored
 
 
-def prepare_candidates(candidates: DataFrame) -> DataFrame:
-    """Adds ``first_stage_rank`` (given rank, else by score) and ``skip`` (why not to score)."""
-    first_stage_order = Window.partitionBy("qid").orderBy(
-        F.col("score").desc(), F.col("docid").asc()
-    )
-    return candidates.withColumn(
-        "first_stage_rank",
-        F.coalesce(F.col("rank"), F.row_number().over(first_stage_order)).cast("int"),
-    ).withColumn(
-        "skip",
-        F.when(_blank(F.col("query")), F.lit(EMPTY_QUERY)).when(
-            _blank(F.col("text")), F.lit(EMPTY_TEXT)
-        ),
-    )
-
-
 def score_candidates(
     prepared: DataFrame,
     settings: RerankSettings,
@@ -287,7 +191,21 @@ def score_candidates(
     partitions: int | None = None,
     vectors: DataFrame | None = None,
 ) -> DataFrame:
-    """Groups the scoreable candidates and scores them: ``schemas.GROUP_SCORES`` rows.
+    """Groups the scoreable candidates and scores them: ``schemas.GROUP_SCORES`` rows."""
+    if partitions is None:
+        partitions = settings.partitions or default_parallelism(prepared.sparkSession)
+    groups = group_candidates(prepared, settings, ref, partitions, vectors)
+    return score_groups(groups, settings, ref, partitions)
+
+
+def group_candidates(
+    prepared: DataFrame,
+    settings: RerankSettings,
+    ref: ModelRef,
+    partitions: int,
+    vectors: DataFrame | None = None,
+) -> DataFrame:
+    """The scoreable candidates as ``SCORING_GROUPS`` rows, ready for the model.
 
     For models that embed each text on its own (``ref.precomputed_embeddings``), each distinct
     document and query text is embedded once in its own stage (or taken from ``vectors``, e.g.
@@ -295,8 +213,6 @@ def score_candidates(
     """
     from jobs.embeddings import attach_embeddings, attach_feedback, distinct_texts, embed_texts
 
-    if partitions is None:
-        partitions = settings.partitions or default_parallelism(prepared.sparkSession)
     scoreable = prepared.where(F.col("skip").isNull())
     if ref.precomputed_embeddings:
         if vectors is None:
@@ -304,8 +220,7 @@ def score_candidates(
         scoreable = attach_embeddings(scoreable, vectors)
         if ref.encoder.feedback_top:
             scoreable = attach_feedback(scoreable, ref.encoder.feedback_top)
-    groups = build_groups(scoreable, settings)
-    return score_groups(groups, settings, ref, partitions)
+    return build_groups(scoreable, settings)
 
 
 def fuse_and_rank(
@@ -408,7 +323,8 @@ def scoring_diagnostics(scored: DataFrame) -> dict:
         F.sum("prompt_tokens").alias("prompt_tokens"),
         F.sum("generated_tokens").alias("generated_tokens"),
     ).first()
-    workers = scored.groupBy("worker_pid").agg(
+    # Groups taken from a score cache ran on no worker (pid 0).
+    workers = scored.where(F.col("worker_pid") > 0).groupBy("worker_pid").agg(
         F.max("worker_model_loads").alias("loads"), F.max("worker_peak_rss_mb").alias("rss")
     ).collect()
     loads = {r["worker_pid"]: r["loads"] for r in workers}
@@ -432,15 +348,6 @@ def status_counts(reranked: DataFrame) -> dict[str, tuple[int, int]]:
     return {r["status"]: (r["rows"], r["unscored"]) for r in rows.collect()}
 
 
-def _blank(col: Column) -> Column:
-    # Blank = nothing but Unicode white space (tabs, newlines, no-break spaces included).
-    return col.isNull() | (F.regexp_replace(col, r"\p{IsWhite_Space}+", "") == "")
-
-
-def _finite(col: Column) -> Column:
-    return col.isNotNull() & ~F.isnan(col) & (F.abs(col) != float("inf"))
-
-
 class UnparsedOutputError(Refused):
     """Too many documents got no usable model score (see --max-unparsed-fraction)."""
 
@@ -453,7 +360,10 @@ def check(job: RerankJob, settings: RerankSettings) -> None:
     check_table_ref(job.output, "--output")
     if job.embedding_store:
         check_table_ref(job.embedding_store, "--embedding-store")
-    model_ref(settings.model)
+    ref = model_ref(settings.model)
+    if job.score_cache:
+        check_table_ref(job.score_cache, "--score-cache")
+        check_score_cache(ref)
     template_for(settings)
 
 
@@ -472,7 +382,18 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
     settings = driver_precision(settings, spark)
     vectors, embedded = _embed(spark, job, settings, ref, candidates)
-    result, scored = rerank_with_scores(candidates, settings, run_date, ref=ref, vectors=vectors)
+    cache = None
+    if job.score_cache:
+        base = prepare_candidates(candidates)
+        partitions = settings.partitions or default_parallelism(spark)
+        groups = group_candidates(base, settings, ref, partitions)
+        with stage(spark, f"rerank: scoring the groups {job.score_cache} lacks"):
+            scored, cache = score_with_cache(spark, job.score_cache, groups, settings, ref,
+                                             partitions)
+        result = fuse_and_rank(base, scored, settings, ref, run_date)
+    else:
+        result, scored = rerank_with_scores(candidates, settings, run_date, ref=ref,
+                                            vectors=vectors)
     # Scores are kept (small: no texts) so the summary and the write reuse one model pass.
     scored, result = scored.persist(), result.persist()
     try:
@@ -481,6 +402,9 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         summary = _summary(job, settings, report, counts)
         summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
         summary["embeddings"] = embedded
+        summary["score_cache"] = {} if cache is None else {
+            "cache": job.score_cache, "groups": cache.groups, "scored": cache.scored,
+            "reused": cache.reused}
         summary["scoring"] = scoring_diagnostics(scored)
         expected = report.rows - report.duplicates_removed
         if summary["rows_out"] != expected:

@@ -1,7 +1,7 @@
 """First-stage retrieval: corpus and queries tables in, the candidates table the rerank job reads.
 
-    grouprank retrieve --corpus T --queries T --output CANDIDATES \
-        [--method bm25|dense|hybrid] [--top-k 100] [--alpha 0.5] \
+    grouprank retrieve --corpus T --queries T --output CANDIDATES \\
+        [--method bm25|dense|hybrid] [--top-k 100] [--alpha 0.5] \\
         [--export-trec run.txt] [--export-rank-llm requests.jsonl]
     spark-submit jobs/retrieve.py <same flags>
 

@@ -1,8 +1,8 @@
 """Synthesize groupwise training samples from a candidates table, without relevance labels.
 
-    grouprank synthesize --candidates CANDIDATES --output SAMPLES --run-date 2026-11-27 \
-        [--pointwise-teacher encoder] [--listwise-teacher first-stage] [--pool-size 50] \
-        [--pool-top 10] [--pool-depth 200] [--beta 0.5] [--group-sizes 5-20] \
+    grouprank synthesize --candidates CANDIDATES --output SAMPLES --run-date 2026-11-27 \\
+        [--pointwise-teacher encoder] [--listwise-teacher first-stage] [--pool-size 50] \\
+        [--pool-top 10] [--pool-depth 200] [--beta 0.5] [--group-sizes 5-20] \\
         [--samples-per-query 4] [--rl-fraction 0.2] [--seed 0]
     spark-submit jobs/synthesize.py <same flags>
 
@@ -29,9 +29,9 @@ from pyspark.sql import types as T
 from grouprank.models import check_model
 from grouprank.settings import SynthesisSettings
 from grouprank.teachers import LLM, TeacherSpec, parse_teacher
+from jobs.candidates import check_candidates, prepare_candidates
 from jobs.configs import SynthesizeJob
 from jobs.session import default_parallelism, get_session
-from jobs.stages.rerank import check_candidates, prepare_candidates
 from jobs.tables import check_table_ref, parse_run_date, read_table, write_run_date_partition
 from schemas.samples import POOL_SOURCES, SAMPLES
 from udfs.synthesis import synthesize_udf

@@ -1,0 +1,126 @@
+"""The candidates table as every stage that reads it sees it: checked once (``check_candidates``)
+and prepared once (``prepare_candidates``: first-stage rank, and why a row cannot be scored).
+The rerank and synthesize stages both start here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT
+from grouprank.settings import DuplicatePolicy
+from schemas.candidates import validate_candidates
+from schemas.validation import SchemaError
+
+log = logging.getLogger("grouprank.candidates")
+
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class InputReport:
+    """What ``check_candidates`` found: sizes, and duplicates removed under ``keep-best``."""
+
+    rows: int
+    queries: int
+    duplicates_removed: int
+
+
+def check_candidates(
+    candidates: DataFrame, on_duplicates: DuplicatePolicy = "error"
+) -> tuple[DataFrame, InputReport]:
+    """Validates the candidates table before any model work and applies the duplicate policy.
+
+    Raises ``SchemaError`` for missing or mistyped columns, null ids, non-finite first-stage
+    scores, and duplicate (qid, docid) rows (with examples) unless ``on_duplicates='keep-best'``
+    (``RerankSettings.on_duplicates``),
+    which keeps each pair's row with the best first-stage score (ties: lowest rank, then the
+    lexically smallest text) and reports how many rows it removed.
+    """
+    df = validate_candidates(candidates)
+    stats = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("qid").alias("queries"),
+        F.sum(F.col("qid").isNull().cast("int")).alias("null_qid"),
+        F.sum(F.col("docid").isNull().cast("int")).alias("null_docid"),
+        F.sum((~_finite(F.col("score"))).cast("int")).alias("bad_score"),
+    ).first()
+    problems = []
+    if stats["null_qid"]:
+        problems.append(f"{stats['null_qid']} rows with null qid")
+    if stats["null_docid"]:
+        problems.append(f"{stats['null_docid']} rows with null docid")
+    if stats["bad_score"]:
+        bad = df.where(~_finite(F.col("score"))).select("qid", "docid", "score")
+        examples = [tuple(r) for r in bad.limit(_EXAMPLES).collect()]
+        problems.append(
+            f"{stats['bad_score']} rows whose score is null, NaN or infinite, e.g. {examples}"
+        )
+    if problems:
+        raise SchemaError("candidates table: " + "; ".join(problems))
+    _check_one_query_text(df)
+    dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
+    examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
+    removed = 0
+    if examples:
+        if on_duplicates == "error":
+            raise SchemaError(
+                "candidates table has duplicate (qid, docid) rows, e.g. (qid, docid, copies) "
+                f"{examples}; deduplicate it or pass --on-duplicates keep-best"
+            )
+        best = Window.partitionBy("qid", "docid").orderBy(
+            F.col("score").desc(), F.col("rank").asc_nulls_last(), F.col("text").asc_nulls_last()
+        )
+        df = df.withColumn("_n", F.row_number().over(best)).where("_n = 1").drop("_n")
+        removed = stats["rows"] - df.count()
+        log.warning("removed %d duplicate (qid, docid) rows (kept the best score)", removed)
+    report = InputReport(stats["rows"], stats["queries"], removed)
+    return df, report
+
+
+def _check_one_query_text(df: DataFrame) -> None:
+    """Raises ``SchemaError`` if a qid carries two different (non-blank) query texts: which one
+    the model read would depend on row order."""
+    text = F.when(~_blank(F.col("query")), F.col("query"))
+    conflicts = (
+        df.groupBy("qid")
+        .agg(F.countDistinct(text).alias("texts"), F.sort_array(F.collect_set(text)).alias("all"))
+        .where(F.col("texts") > 1)
+    )
+    examples = [
+        (r["qid"], [t[:40] for t in r["all"][:2]]) for r in conflicts.limit(_EXAMPLES).collect()
+    ]
+    if examples:
+        raise SchemaError(
+            "candidates table has qids with more than one query text, e.g. (qid, texts) "
+            f"{examples}; give each qid one query text"
+        )
+
+
+def prepare_candidates(candidates: DataFrame) -> DataFrame:
+    """Adds ``first_stage_rank`` (given rank, else by score) and ``skip`` (why not to score)."""
+    first_stage_order = Window.partitionBy("qid").orderBy(
+        F.col("score").desc(), F.col("docid").asc()
+    )
+    return candidates.withColumn(
+        "first_stage_rank",
+        F.coalesce(F.col("rank"), F.row_number().over(first_stage_order)).cast("int"),
+    ).withColumn(
+        "skip",
+        F.when(_blank(F.col("query")), F.lit(EMPTY_QUERY)).when(
+            _blank(F.col("text")), F.lit(EMPTY_TEXT)
+        ),
+    )
+
+
+def _blank(col: Column) -> Column:
+    # Blank = nothing but Unicode white space (tabs, newlines, no-break spaces included).
+    return col.isNull() | (F.regexp_replace(col, r"\p{IsWhite_Space}+", "") == "")
+
+
+def _finite(col: Column) -> Column:
+    return col.isNotNull() & ~F.isnan(col) & (F.abs(col) != float("inf"))
