@@ -64,13 +64,16 @@ def with_group_keys(groups: DataFrame) -> DataFrame:
 def cached_scores(keyed: DataFrame, cache: DataFrame) -> DataFrame:
     """``GROUP_SCORES`` rows of the keyed groups the cache holds (``cache`` already filtered to
     one scoring digest): their cached scores, and no tokens spent or worker used this run."""
-    hits = keyed.join(cache.select("query_digest", "group_digest", "scores", "statuses"),
-                      ["query_digest", "group_digest"])
+    stored = cache.select("query_digest", "group_digest", F.col("scores").alias("cached_scores"),
+                          F.col("statuses").alias("cached_statuses"))
+    hits = keyed.select(*_GROUP, "docids", "query_digest", "group_digest").join(
+        stored, ["query_digest", "group_digest"])
     exploded = hits.select(
-        *_GROUP, F.explode(F.arrays_zip("docids", "scores", "statuses")).alias("d")
+        *_GROUP, F.explode(F.arrays_zip("docids", "cached_scores", "cached_statuses")).alias("d")
     )
     columns = {
-        "docid": F.col("d.docids"), "model_score": F.col("d.scores"), "status": F.col("d.statuses"),
+        "docid": F.col("d.docids"), "model_score": F.col("d.cached_scores"),
+        "status": F.col("d.cached_statuses"),
         "prompt_tokens": F.lit(0), "generated_tokens": F.lit(0), "worker_pid": F.lit(0),
         "worker_model_loads": F.lit(0), "worker_peak_rss_mb": F.lit(0),
     }

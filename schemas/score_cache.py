@@ -25,8 +25,8 @@ SCORE_CACHE = T.StructType(
         T.StructField("group_digest", T.StringType(), False),
         # Per document, in that order: its 0-10 score and status (every one usable: groups
         # with a document left unscored are not cached, so a later run asks the model again).
-        T.StructField("scores", T.ArrayType(T.DoubleType(), False), False),
-        T.StructField("statuses", T.ArrayType(T.StringType(), False), False),
+        T.StructField("scores", T.ArrayType(T.DoubleType(), True), False),
+        T.StructField("statuses", T.ArrayType(T.StringType(), True), False),
         # What the call cost when it was made.
         T.StructField("prompt_tokens", T.IntegerType(), False),
         T.StructField("generated_tokens", T.IntegerType(), False),
