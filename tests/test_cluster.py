@@ -236,7 +236,7 @@ def test_a_killed_executor_is_replaced_and_the_table_equals_an_undisturbed_run(
 # import the project from the zip (the guard runs).
 _DRIVER_FILES = """
 import runpy, sys
-from jobs.stages.demo import write_sample
+from jobs.demo import write_sample
 from jobs.session import get_session
 sample, evaluate, *flags = sys.argv[1:]
 write_sample(get_session("sample"), sample)
