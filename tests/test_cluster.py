@@ -32,6 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 DAY = "2026-11-27"
 QUERIES, DOCS = 4, 10
+_INJECTOR = f"""
+import importlib.util
+_spec = importlib.util.spec_from_file_location(
+    "grouprank_test_faults", {str(REPO / "tests" / "faults" / "sitecustomize.py")!r})
+_faults = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _faults
+_spec.loader.exec_module(_faults)
+"""
 
 
 def _rows() -> list[tuple]:
@@ -48,10 +56,11 @@ def shipped(standalone_cluster, wheel, tmp_path_factory):
         shutil.copy(REPO / "jobs" / f"{job}.py", folder / f"{job}.py")
     archive = Path(shutil.copy(wheel, folder / wheel.with_suffix(".zip").name))
     # The guard hides the venv's editable install, so the code can only come from the zip; its
-    # marks are written where the test can see them from every process.
+    # marks are written where the test can see them from every process. Python runs one
+    # sitecustomize, so the guard's also loads the fault injector (inert without its variables).
     guard = standalone_cluster.shared / "guard"
     guard.mkdir(exist_ok=True)
-    (guard / "sitecustomize.py").write_text(_GUARD)
+    (guard / "sitecustomize.py").write_text(_GUARD + _INJECTOR)
     return folder, archive, guard
 
 
@@ -88,13 +97,13 @@ class _Submitted:
         self.proc.wait()
 
 
-def _submit(cluster, shipped, entry: str, args: list[str], marks: Path | None = None,
-            fault: str = "") -> _Submitted:
+def _submit(cluster, shipped, entry: str, args: list[str], marks: Path,
+            fault_file: Path | None = None) -> _Submitted:
     """spark-submit in client mode to the standalone master, from the driver's submit folder.
 
-    With ``marks`` every Python process (driver and executors) runs the guard and leaves a mark
-    there; with ``fault`` the executors' Python runs tests/faults instead (the project then comes
-    from the zip or the venv alike).
+    Every Python process (driver and executors) runs the guard and leaves a mark in ``marks``;
+    with ``fault_file`` the executors' fault injector reads its fault from that file at every
+    scoring call (tests/faults/sitecustomize.py), so the driver can arm it between two jobs.
     """
     folder, archive, guard = shipped
     conf = {
@@ -105,15 +114,12 @@ def _submit(cluster, shipped, entry: str, args: list[str], marks: Path | None = 
         # A killed executor is replaced and its tasks retried (4 attempts, Spark's default).
         "spark.task.maxFailures": "4",
     }
-    env = cluster.env()
-    if marks is not None:
-        marks.mkdir(exist_ok=True)
-        env.update(PYTHONPATH=str(guard), GUARD_MARKS=str(marks))
-        conf.update({"spark.executorEnv.PYTHONPATH": str(guard),
-                     "spark.executorEnv.GUARD_MARKS": str(marks)})
-    if fault:
-        conf.update({"spark.executorEnv.PYTHONPATH": str(REPO / "tests" / "faults"),
-                     "spark.executorEnv.GROUPRANK_TEST_FAULT": fault})
+    marks.mkdir(exist_ok=True)
+    env = cluster.env(PYTHONPATH=str(guard), GUARD_MARKS=str(marks))
+    conf.update({"spark.executorEnv.PYTHONPATH": str(guard),
+                 "spark.executorEnv.GUARD_MARKS": str(marks)})
+    if fault_file is not None:
+        conf["spark.executorEnv.GROUPRANK_TEST_FAULT_FILE"] = str(fault_file)
     command = [*cluster.submit_command(conf), "--py-files", str(archive), str(folder / entry),
                *args]
     handle, name = tempfile.mkstemp(prefix=f"{Path(entry).stem}-", suffix=".log", dir=folder)
@@ -141,119 +147,147 @@ def _finish(job: _Submitted, timeout: int = 1200) -> str:
     return out
 
 
-def _summary(output: str) -> dict:
-    line = next(l for l in output.splitlines() if l.startswith("summary: "))
-    return json.loads(line[len("summary: "):])
+def _summaries(output: str, job: str) -> list[dict]:
+    """The summaries the jobs named ``job`` printed, in order."""
+    found = [json.loads(l[len("summary: "):]) for l in output.splitlines()
+             if l.startswith("summary: ")]
+    return [s for s in found if s["job"] == job]
 
 
-def _rerank_args(candidates: str, output: str, model: str) -> list[str]:
-    return ["--candidates", candidates, "--output", output, "--run-date", DAY, "--model", model,
-            "--group-size", "5", "--partitions", "4"]
+# The head of the driver scripts below: each runs entry scripts one after the other in one
+# application (one driver, one executor per worker), as spark-submit runs each script: as
+# ``__main__``, an error exit raising.
+_RUN_ENTRY = """
+import json, runpy, sys
+
+def run_entry(entry, flags):
+    sys.argv = [entry, *flags]
+    try:
+        runpy.run_path(entry, run_name="__main__")
+    except SystemExit as done:
+        if done.code:
+            raise
+"""
 
 
 def _apps_on(worker) -> set[str]:
     return {p.name for p in worker.work_dir.iterdir() if p.name.startswith("app-")}
 
 
+# The rerank entry script twice in one application: undisturbed, then with the executors' fault
+# injector armed so that the first chunk scored hangs; the test kills the executor running it.
+# The second run pays no driver or executor start-up of its own: in the same application the
+# test costs one replacement executor instead of one more spark-submit.
+_RERANK_TWICE = _RUN_ENTRY + """
+rerank, fault_file, fault, undisturbed, disturbed, *flags = sys.argv[1:]
+run_entry(rerank, ["--output", undisturbed, *flags])
+with open(fault_file, "w") as handle:  # read by the executors at every scoring call
+    handle.write(fault)
+run_entry(rerank, ["--output", disturbed, *flags])
+"""
+
+
+@dataclass(frozen=True)
+class _Reranked:
+    undisturbed: str  # the two output tables' paths
+    disturbed: str
+    log: str
+    marks: Path
+    # Per worker, the applications it started an executor for during the submit.
+    new_apps: list[set[str]]
+    # The executor JVM killed during the second run.
+    killed: int
+
+
 @pytest.fixture(scope="module")
-def reranked(spark, standalone_cluster, shipped, inputs, tmp_path_factory):
-    """The rerank job, submitted once undisturbed; its table is the executor-loss reference."""
-    candidates, model = inputs
-    before = [_apps_on(w) for w in standalone_cluster.workers]
-    output = str(standalone_cluster.shared / "reranked")
-    marks = standalone_cluster.shared / "rerank-marks"
-    log = _finish(_submit(standalone_cluster, shipped, "rerank.py",
-                          _rerank_args(candidates, output, model), marks=marks))
-    new_apps = [_apps_on(w) - b for w, b in zip(standalone_cluster.workers, before)]
-    return spark.read.format("delta").load(output), _summary(log), marks, new_apps
+def reranked(standalone_cluster, shipped, inputs):
+    """One submit of ``_RERANK_TWICE``; the executor running the second run's first scoring task
+    is killed (SIGKILL, with its Python workers, as when its machine is lost) while it scores."""
+    cluster, (candidates, model) = standalone_cluster, inputs
+    folder = shipped[0]
+    (folder / "rerank_twice.py").write_text(_RERANK_TWICE)
+    fault_file, marker = cluster.shared / "fault", cluster.shared / "hang.marker"
+    fault_file.write_text("")
+    outputs = [str(cluster.shared / name) for name in ("reranked", "reranked-executor-lost")]
+    before = [_apps_on(w) for w in cluster.workers]
+    marks = cluster.shared / "rerank-marks"
+    job = _submit(cluster, shipped, "rerank_twice.py", [
+        str(folder / "rerank.py"), str(fault_file), f"hang-once:{marker}", *outputs,
+        "--candidates", candidates, "--run-date", DAY, "--model", model, "--group-size", "5",
+        "--partitions", "4"], marks=marks, fault_file=fault_file)
+    deadline = time.monotonic() + 1200
+    try:
+        while job.proc.poll() is None and time.monotonic() < deadline:
+            if marker.exists() and marker.read_text().strip():
+                break
+            time.sleep(0.3)
+    except BaseException:  # an interrupted test run leaves no job behind
+        job.kill()
+        raise
+    if not (marker.exists() and marker.read_text().strip()):
+        job.kill()
+        pytest.fail("the second run never started scoring:\n" + job.output()[-3000:])
+    killed = cluster.kill_executor_of(int(marker.read_text()))
+    log = _finish(job)
+    new_apps = [_apps_on(w) - b for w, b in zip(cluster.workers, before)]
+    return _Reranked(*outputs, log, marks, new_apps, killed)
 
 
-def test_rerank_runs_on_both_workers_from_the_wheel(reranked):
-    table, summary, marks, new_apps = reranked
-    # Each worker started an executor for the job, and the guard ran in the driver and in the
-    # executors' Python workers: the project came from the shipped zip.
-    assert all(len(apps) == 1 for apps in new_apps), new_apps
-    assert len(list(marks.iterdir())) >= 3
+def test_rerank_runs_on_both_workers_from_the_wheel(spark, reranked):
+    # Each worker started an executor for the application, and the guard ran in the driver and
+    # in the executors' Python workers: the project came from the shipped zip.
+    assert all(len(apps) == 1 for apps in reranked.new_apps), reranked.new_apps
+    assert len(list(reranked.marks.iterdir())) >= 3
+    summary = _summaries(reranked.log, "rerank")[0]
     assert summary["rows_in"] == summary["rows_out"] == QUERIES * DOCS
-    rows = table.select("qid", "docid", "rank").collect()
+    rows = spark.read.format("delta").load(reranked.undisturbed).select("qid", "docid", "rank")
+    rows = rows.collect()
     assert sorted((r["qid"], r["docid"]) for r in rows) == sorted((r[0], r[2]) for r in _rows())
     for q in range(QUERIES):
         assert sorted(r["rank"] for r in rows if r["qid"] == f"q{q}") == list(range(1, DOCS + 1))
 
 
-# Opt-in for their time, not their reliability: each is one more spark-submit (the executor-loss
-# job 189 s, synthesize 145 s, measured 2026-12-01 on the 2-core machine under a load of ~5). The
-# executor-loss job used to hang in its first action: the test read the driver's output pipe only
-# after the kill, and 64 KiB of spark-submit's INFO log filled it and blocked the DAG scheduler in
-# a log write (jstack); the output now goes to a file. Run them with
-# GROUPRANK_CLUSTER_FAULTS=1 .venv/bin/python -m pytest tests/test_cluster.py
-_BY_HAND = pytest.mark.skipif(
-    not os.environ.get("GROUPRANK_CLUSTER_FAULTS"),
-    reason="opt-in (GROUPRANK_CLUSTER_FAULTS=1): one more spark-submit each, see the comment",
-)
-
-
-@_BY_HAND
 def test_a_killed_executor_is_replaced_and_the_table_equals_an_undisturbed_run(
-    spark, standalone_cluster, shipped, inputs, reranked
+    spark, standalone_cluster, reranked
 ):
-    candidates, model = inputs
-    reference = reranked[0]
-    workers = standalone_cluster.workers
-    before = [_apps_on(w) for w in workers]
-    marker = standalone_cluster.shared / "hang.marker"
-    output = str(standalone_cluster.shared / "reranked-executor-lost")
-    job = _submit(standalone_cluster, shipped, "rerank.py",
-                  _rerank_args(candidates, output, model), fault=f"hang-once:{marker}")
-    deadline = time.monotonic() + 900
-    while job.proc.poll() is None and time.monotonic() < deadline:
-        if marker.exists() and marker.read_text().strip():
-            break
-        time.sleep(0.3)
-    if not (marker.exists() and marker.read_text().strip()):
-        job.kill()
-        pytest.fail("no scoring task ever started:\n" + job.output()[-3000:])
-    # The executor JVM running the hung scoring task dies, with its Python workers.
-    executor = standalone_cluster.kill_executor_of(int(marker.read_text()))
-    log = _finish(job)
-    assert executor not in standalone_cluster.executors()
-    # The scoring task it ran was lost with it and run again elsewhere, and the master started
-    # a third executor (work folders 0, 1 and 2 of the job's application) in its place.
-    assert "ExecutorLostFailure" in log
-    (app,) = set().union(*(_apps_on(w) - b for w, b in zip(workers, before)))
-    folders = [w.work_dir / app for w in workers if (w.work_dir / app).is_dir()]
+    assert reranked.killed not in standalone_cluster.executors()
+    # No executor was lost in the first run; in the second the scoring task running on the
+    # killed one was lost and run again, and the master started a third executor (work folders
+    # 0, 1 and 2 of the application) in its place.
+    first, second = reranked.log.split("\nsummary: ", 1)
+    assert "ExecutorLostFailure" not in first and "ExecutorLostFailure" in second
+    (app,) = set().union(*reranked.new_apps)
+    folders = [w.work_dir / app for w in standalone_cluster.workers
+               if (w.work_dir / app).is_dir()]
     assert sorted(e.name for f in folders for e in f.iterdir()) == ["0", "1", "2"], folders
-    summary = _summary(log)
+    summary = _summaries(reranked.log, "rerank")[1]
     assert summary["rows_in"] == summary["rows_out"] == QUERIES * DOCS
-    table = spark.read.format("delta").load(output)
+    table = spark.read.format("delta").load(reranked.disturbed)
     assert table.select("qid", "docid").distinct().count() == table.count() == QUERIES * DOCS
-    assertDataFrameEqual(table, reference)
+    assertDataFrameEqual(table, spark.read.format("delta").load(reranked.undisturbed))
 
 
-# Files only the driver has, both scenarios in one submit (one driver and one executor per
-# worker, not two): the evaluate entry script, run as spark-submit runs it, reading a TREC run and
-# qrels from the driver's /tmp, then the bundled sample written with the demo's own function. Both
-# import the project from the zip (the guard runs).
-_DRIVER_FILES = """
-import runpy, sys
-from jobs.demo import write_sample
+# Files only the driver has, and synthesis, in one application: the evaluate entry script reading
+# a TREC run and qrels from the driver's /tmp, the bundled sample written with the demo's own
+# function, then the synthesize entry script. All import the project from the zip (the guard
+# runs).
+_DRIVER_FILES = _RUN_ENTRY + """
+from jobs.stages.demo import write_sample
 from jobs.session import get_session
-sample, evaluate, *flags = sys.argv[1:]
+sample, evaluate, evaluate_flags, synthesize, synthesize_flags = sys.argv[1:]
 write_sample(get_session("sample"), sample)
-sys.argv = [evaluate, *flags]
-try:
-    runpy.run_path(evaluate, run_name="__main__")
-except SystemExit as done:
-    if done.code:
-        raise
+run_entry(evaluate, json.loads(evaluate_flags))
+run_entry(synthesize, json.loads(synthesize_flags))
 """
 _RUN = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 2.0, "y": 1.0}}
 _QRELS = {"q1": {"b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"z": 1}}
 
 
 @pytest.fixture(scope="module")
-def driver_files(spark, standalone_cluster, shipped, tmp_path_factory):
-    """Submits ``_DRIVER_FILES`` once; returns the metrics table's and the sample's paths."""
+def driver_files(standalone_cluster, shipped, inputs, tmp_path_factory):
+    """Submits ``_DRIVER_FILES`` once; returns the metrics', sample's and samples' paths and the
+    output."""
+    candidates, model = inputs
     # Files in the driver's /tmp: an executor opening them would fail (its /tmp is empty).
     local = tmp_path_factory.mktemp("driver-only")
     run_file, qrels_file = local / "run.txt", local / "qrels.txt"
@@ -264,18 +298,24 @@ def driver_files(spark, standalone_cluster, shipped, tmp_path_factory):
                                   for d, g in docs.items()))
     folder = shipped[0]
     (folder / "driver_files.py").write_text(_DRIVER_FILES)
-    metrics = str(standalone_cluster.shared / "metrics")
-    sample = str(standalone_cluster.shared / "sample")
-    _finish(_submit(standalone_cluster, shipped, "driver_files.py", [
-        sample, str(folder / "evaluate.py"),
-        "--run", str(run_file), "--qrels", str(qrels_file), "--output", metrics,
-        "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"],
+    metrics, sample, samples = (str(standalone_cluster.shared / name)
+                                for name in ("metrics", "sample", "samples"))
+    evaluate = ["--run", str(run_file), "--qrels", str(qrels_file), "--output", metrics,
+                "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"]
+    synthesize = [
+        "--candidates", candidates, "--output", samples, "--run-date", DAY,
+        "--pointwise-teacher", "first-stage", "--listwise-teacher", "first-stage",
+        "--chat-model", model, "--pool-size", "8", "--pool-top", "3", "--pool-depth", "10",
+        "--group-sizes", "4,6", "--samples-per-query", "2", "--partitions", "2"]
+    log = _finish(_submit(standalone_cluster, shipped, "driver_files.py", [
+        sample, str(folder / "evaluate.py"), json.dumps(evaluate),
+        str(folder / "synthesize.py"), json.dumps(synthesize)],
         marks=standalone_cluster.shared / "driver-files-marks"))
-    return metrics, sample
+    return metrics, sample, samples, log
 
 
 def test_evaluate_reads_trec_files_that_only_the_driver_has(spark, driver_files):
-    metrics, _ = driver_files
+    metrics = driver_files[0]
     got = {r["qid"]: r["value"] for r in spark.read.format("delta").load(metrics).collect()}
     expected = pytrec_eval.RelevanceEvaluator(_QRELS, {"ndcg_cut_10"}).evaluate(_RUN)
     for qid in _RUN:
@@ -284,24 +324,17 @@ def test_evaluate_reads_trec_files_that_only_the_driver_has(spark, driver_files)
     assert got["all"] == pytest.approx(sum(v["ndcg_cut_10"] for v in expected.values()) / 3)
 
 
-@_BY_HAND
-def test_synthesize_writes_its_samples_on_the_cluster(spark, standalone_cluster, shipped,
-                                                      inputs):
-    candidates, model = inputs
-    output = str(standalone_cluster.shared / "samples")
-    log = _finish(_submit(standalone_cluster, shipped, "synthesize.py", [
-        "--candidates", candidates, "--output", output, "--run-date", DAY,
-        "--pointwise-teacher", "first-stage", "--listwise-teacher", "first-stage",
-        "--chat-model", model, "--pool-size", "8", "--pool-top", "3", "--pool-depth", "10",
-        "--group-sizes", "4,6", "--samples-per-query", "2", "--partitions", "2"]))
-    assert _summary(log)["pools"] == QUERIES
-    table = spark.read.format("delta").load(output)
+def test_synthesize_writes_its_samples_on_the_cluster(spark, driver_files):
+    _, _, samples, log = driver_files
+    (summary,) = _summaries(log, "synthesize")
+    assert summary["pools"] == QUERIES
+    table = spark.read.format("delta").load(samples)
     assert table.count() == table.select("sample_id").distinct().count() == QUERIES * 2
     assert {r["qid"] for r in table.select("qid").collect()} == {f"q{q}" for q in range(QUERIES)}
 
 
 def test_the_demo_sample_is_read_on_the_driver(spark, driver_files):
-    _, sample = driver_files
+    sample = driver_files[1]
     lines = (REPO / "grouprank" / "data" / "sample_candidates.jsonl").read_text().splitlines()
     expected = {(r["qid"], r["docid"]) for r in map(json.loads, lines)}
     table = spark.read.format("delta").load(sample)
