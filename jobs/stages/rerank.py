@@ -155,7 +155,8 @@ def rerank(
     keeps ``model_score`` null and its status, and ranks after every scored document of its
     query, in first-stage order (its score is capped at the lowest scored one's). ``vectors``:
     embeddings of every text (e.g. from ``jobs.embeddings.refresh_store``) in place of the run's
-    own embedding step.
+    own embedding step; without them the run's embeddings are computed once and kept cached in
+    the session (as ``persist()``: memory, then disk).
 
     Example:
         >>> checked, _ = check_candidates(df)  # doctest: +SKIP
@@ -216,7 +217,9 @@ def group_candidates(
     scoreable = prepared.where(F.col("skip").isNull())
     if ref.precomputed_embeddings:
         if vectors is None:
-            vectors = embed_texts(distinct_texts(scoreable), settings, ref, partitions)
+            # Read by four joins (documents, queries, and both again for the feedback vector):
+            # kept after the first computation, or the encoder would run once per join.
+            vectors = embed_texts(distinct_texts(scoreable), settings, ref, partitions).persist()
         scoreable = attach_embeddings(scoreable, vectors)
         if ref.encoder.feedback_top:
             scoreable = attach_feedback(scoreable, ref.encoder.feedback_top)
