@@ -48,6 +48,7 @@ from grouprank.metrics import Metric, MetricError, parse_metric
 from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT
 from jobs.configs import PublishJob
 from jobs.entry import Refused
+from jobs.progress import stage
 from jobs.session import get_session
 from jobs.tables import check_table_ref, is_path, parse_run_date, read_table, spark_path
 from schemas.metrics import ALL_QUERIES, validate_metrics
@@ -679,8 +680,8 @@ def _merge(
                  .whenMatchedUpdate(condition=~F.col("s._delete") & content_changed(),
                                     set=columns)
                  .whenNotMatchedInsert(condition=~F.col("s._delete"), values=columns))
-    spark.sparkContext.setJobDescription(f"publish: MERGE into {job.index}")
-    merge.execute()
+    with stage(spark, f"publish: MERGE into {job.index}"):
+        merge.execute()
 
 
 def _with_fault(source: DataFrame) -> DataFrame:
