@@ -8,7 +8,7 @@ Steps, on the default model (or ``--model``), direct mode, group size 20:
 1. the first ``--max-queries`` queries (by qid) of the candidates table, top 100 each;
 2. the groups the job would build, scored in this one process (torch on all cores): the
    reference time;
-3. the real reranking job (``jobs.rerank.run``: validation, grouping, the scoring UDF on
+3. the real reranking job (``jobs.stages.rerank.run``: validation, grouping, the scoring UDF on
    local[2], fusion, ranking, Delta write): the Spark time and its summary (model loads and peak
    memory per Python worker);
 4. reason mode on the groups of the first ``--reason-queries`` queries, in this process, with
