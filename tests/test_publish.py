@@ -335,3 +335,7 @@ def test_pipeline_config_builds_a_publish_stage_after_evaluate(tmp_path):
     path.write_text(path.read_text().replace("top_k: 0", "gates: 1"))
     with pytest.raises(ValueError, match=r"unknown keys \['gates'\]"):
         pipeline.load_config(str(path))
+    # Without a gate, publish reads no metrics: evaluate's table is not wired into it.
+    path.write_text(path.read_text().replace('gate: "nDCG@10>=0.4", gates: 1', "top_k: 5"))
+    _, stages, _ = pipeline.load_config(str(path))
+    assert stages[-1].configs[0].metrics is None

@@ -46,6 +46,8 @@ _WIRING: dict[str, dict[str, tuple[str, str]]] = {
     "publish": {"reranked": ("rerank", "output"), "metrics": ("evaluate", "output"),
                 "metrics_name": ("evaluate", "name")},
 }
+# Publish reads the metrics table only for its metric gates: wired only into a gated section.
+_GATE_INPUTS = {"metrics", "metrics_name"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,7 @@ def load_config(path: str, run_date: str | None = None) -> tuple[dt.date, list[S
     for name in PIPELINE_STAGES:
         if name not in sections:
             continue
-        values = {**_inputs(name, outputs), **sections[name]}
+        values = {**_inputs(name, outputs, sections[name]), **sections[name]}
         if "run_date" in _fields(name):
             values["run_date"] = day.isoformat()
         configs = configs_from(name, values, f"pipeline section '{name}'")
@@ -98,14 +100,15 @@ def _fields(name: str) -> set[str]:
     return {f.name for cls in config_classes(name) for f in dataclasses.fields(cls)}
 
 
-def _inputs(name: str, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _inputs(name: str, outputs: dict[str, dict[str, Any]], section: dict[str, Any]
+            ) -> dict[str, Any]:
     """A stage's defaults taken from the stages before it (``_WIRING``)."""
     values = {}
     for key, (source, source_key) in _WIRING.get(name, {}).items():
+        if key in _GATE_INPUTS and not section.get("gate"):
+            continue
         if source in outputs and outputs[source].get(source_key) is not None:
             values[key] = outputs[source][source_key]
-    if name == "publish" and "evaluate" not in outputs:
-        values.pop("metrics", None), values.pop("metrics_name", None)
     return values
 
 
