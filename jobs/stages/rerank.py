@@ -357,25 +357,34 @@ class UnparsedOutputError(Refused):
 
 def check(job: RerankJob, settings: RerankSettings) -> None:
     """Fails on bad flags before any Spark or model work: dates, table references, the model
-    (resolved, so a missing directory is named) and the prompt template."""
+    (resolved, so a missing directory is named), the stores it can use and the template."""
+    _checked_model(job, settings)
+
+
+def _checked_model(job: RerankJob, settings: RerankSettings) -> ModelRef:
+    """``check``, returning the model it resolved (so ``run`` resolves it once)."""
     parse_run_date(job.run_date)
     check_table_ref(job.candidates, "--candidates")
     check_table_ref(job.output, "--output")
+    ref = model_ref(settings.model)
     if job.embedding_store:
         check_table_ref(job.embedding_store, "--embedding-store")
-    ref = model_ref(settings.model)
+        if not ref.precomputed_embeddings:
+            raise ValueError(
+                f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
+            )
     if job.score_cache:
         check_table_ref(job.score_cache, "--score-cache")
         check_score_cache(ref)
     template_for(settings)
+    return ref
 
 
 def run(job: RerankJob, settings: RerankSettings) -> dict:
     """Runs the job and returns its summary; raises before any model work on bad input."""
     started = time.time()
-    check(job, settings)
+    ref = _checked_model(job, settings)
     run_date = parse_run_date(job.run_date)
-    ref = model_ref(settings.model)
     spark = get_session("grouprank-rerank")
     candidates, report = check_candidates(
         read_table(spark, job.candidates, "--candidates"), settings.on_duplicates
@@ -384,18 +393,19 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         check_empty_allowed(spark, job.output, run_date, job.allow_empty, "--candidates")
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
     settings = driver_precision(settings, spark)
-    vectors, embedded = _embed(spark, job, settings, ref, candidates)
+    # Read once: over Spark Connect finding it is a query to the server.
+    partitions = settings.partitions or default_parallelism(spark)
+    vectors, embedded = _embed(spark, job, settings, ref, candidates, partitions)
     cache = None
     if job.score_cache:
         base = prepare_candidates(candidates)
-        partitions = settings.partitions or default_parallelism(spark)
         groups = group_candidates(base, settings, ref, partitions)
         with stage(spark, f"rerank: scoring the groups {job.score_cache} lacks"):
             scored, cache = score_with_cache(spark, job.score_cache, groups, settings, ref,
                                              partitions)
         result = fuse_and_rank(base, scored, settings, ref, run_date)
     else:
-        result, scored = rerank_with_scores(candidates, settings, run_date, ref=ref,
+        result, scored = rerank_with_scores(candidates, settings, run_date, partitions, ref=ref,
                                             vectors=vectors)
     # Scores are kept (small: no texts) so the summary and the write reuse one model pass.
     scored, result = scored.persist(), result.persist()
@@ -430,19 +440,14 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
 
 
 def _embed(
-    spark, job: RerankJob, settings: RerankSettings, ref, candidates
+    spark, job: RerankJob, settings: RerankSettings, ref: ModelRef, candidates, partitions: int
 ) -> tuple[object | None, dict]:
     """Embeds the distinct texts once, before scoring, through the store when one is given.
 
     Returns the vectors (persisted; None for models that cannot use them) and a summary.
     """
     if not ref.precomputed_embeddings:
-        if job.embedding_store:
-            raise ValueError(
-                f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
-            )
         return None, {}
-    partitions = settings.partitions or default_parallelism(spark)
     texts = distinct_texts(prepare_candidates(candidates).where("skip IS NULL"))
     if job.embedding_store:
         with stage(spark, f"rerank: embedding new texts into {job.embedding_store}"):
