@@ -231,6 +231,28 @@ def write_delta(
         writer.saveAsTable(ref)
 
 
+def delta_table(spark: SparkSession, ref: str):
+    """The ``DeltaTable`` at a path or with a metastore name."""
+    from delta.tables import DeltaTable
+
+    if is_path(ref):
+        return DeltaTable.forPath(spark, spark_path(ref))
+    return DeltaTable.forName(spark, ref)
+
+
+def create_delta_table(
+    spark: SparkSession, ref: str, schema: StructType, properties: dict[str, str] | None = None
+) -> None:
+    """Creates the Delta table ``ref`` (path or name) with ``schema`` unless it exists."""
+    from delta.tables import DeltaTable
+
+    builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
+    builder = builder.location(spark_path(ref)) if is_path(ref) else builder.tableName(ref)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
+    builder.execute()
+
+
 # A concurrent commit to the same table is retried this many times in all.
 MERGE_ATTEMPTS = 4
 
@@ -248,19 +270,14 @@ def insert_new_rows(
     so it can leave out what the other job added). Nothing is committed when there is nothing
     to add.
     """
-    from delta.tables import DeltaTable
-
     for attempt in range(1, MERGE_ATTEMPTS + 1):
         new = compute().persist()
         try:
             count = new.count()
             if not count:
                 return 0
-            builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
-            builder = builder.location(spark_path(ref)) if is_path(ref) else builder.tableName(ref)
-            builder.execute()
-            target = (DeltaTable.forPath(spark, spark_path(ref)) if is_path(ref)
-                      else DeltaTable.forName(spark, ref))
+            create_delta_table(spark, ref, schema)
+            target = delta_table(spark, ref)
             condition = " AND ".join(f"s.`{k}` = n.`{k}`" for k in key)
             target.alias("s").merge(new.alias("n"), condition).whenNotMatchedInsertAll().execute()
             return count

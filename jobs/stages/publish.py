@@ -50,7 +50,15 @@ from jobs.configs import PublishJob
 from jobs.entry import Refused
 from jobs.progress import stage
 from jobs.session import get_session
-from jobs.tables import check_table_ref, is_path, parse_run_date, read_table, spark_path
+from jobs.tables import (
+    check_table_ref,
+    create_delta_table,
+    delta_table,
+    is_path,
+    parse_run_date,
+    read_table,
+    spark_path,
+)
 from schemas.metrics import ALL_QUERIES, validate_metrics
 from schemas.reranked import RERANKED
 from schemas.serving import PUBLISH_LOG, SERVING, SERVING_CONTENT, SERVING_KEY, validate_serving
@@ -548,7 +556,7 @@ def run(job: PublishJob) -> dict:
                 _export(spark.createDataFrame([], "qid string"), job.export_changes)
             return _finish(record, "unchanged", started, version_after=version_before)
         if not exists:
-            _create_index(spark, job.index)
+            create_delta_table(spark, job.index, SERVING, _TABLE_PROPERTIES)
             record = record.with_version_before(_version(spark, job.index))
         try:
             _merge(spark, job, index, top, night)
@@ -666,7 +674,7 @@ def _merge(
     """One MERGE: changed rows updated, new ones inserted; stale ranks of the night's queries
     deleted, and with ``--scope full`` every row the night lacks."""
     columns = {c: F.col(f"s.{c}") for c in SERVING.fieldNames()}
-    table = _delta_table(spark, job.index)
+    table = delta_table(spark, job.index)
     on = (F.col("t.qid") == F.col("s.qid")) & (F.col("t.rank") == F.col("s.rank"))
     if job.scope == "full":
         merge = (table.alias("t").merge(_with_fault(top).alias("s"), on)
@@ -705,7 +713,7 @@ def _rollback(spark: SparkSession, job: PublishJob, log_ref: str, started: float
     if not 0 <= target < current:
         raise ValueError(f"--to-version {target} is not an earlier version of {job.index} "
                          f"(current version {current})")
-    _delta_table(spark, job.index).restoreToVersion(target)
+    delta_table(spark, job.index).restoreToVersion(target)
     after = _version(spark, job.index)
     changes = commit_changes(_change_feed(spark, job.index, after))
     got = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
@@ -822,30 +830,12 @@ def _index_exists(spark: SparkSession, ref: str) -> bool:
     return spark.catalog.tableExists(ref)
 
 
-def _delta_table(spark: SparkSession, ref: str):
-    from delta.tables import DeltaTable
-
-    if is_path(ref):
-        return DeltaTable.forPath(spark, spark_path(ref))
-    return DeltaTable.forName(spark, ref)
-
-
-def _create_index(spark: SparkSession, ref: str) -> None:
-    from delta.tables import DeltaTable
-
-    builder = DeltaTable.createIfNotExists(spark).addColumns(SERVING)
-    builder = builder.location(spark_path(ref)) if is_path(ref) else builder.tableName(ref)
-    for key, value in _TABLE_PROPERTIES.items():
-        builder = builder.property(key, value)
-    builder.execute()
-
-
 def _version(spark: SparkSession, ref: str) -> int:
-    return int(_delta_table(spark, ref).history(1).select("version").first()[0])
+    return int(delta_table(spark, ref).history(1).select("version").first()[0])
 
 
 def _merge_metrics(spark: SparkSession, ref: str) -> dict[str, int]:
-    metrics = _delta_table(spark, ref).history(1).select("operationMetrics").first()[0]
+    metrics = delta_table(spark, ref).history(1).select("operationMetrics").first()[0]
     return {INSERT: int(metrics.get("numTargetRowsInserted", 0)),
             UPDATE: int(metrics.get("numTargetRowsUpdated", 0)),
             DELETE: int(metrics.get("numTargetRowsDeleted", 0))}
