@@ -191,6 +191,18 @@ class DemoJob:
 
 
 @dataclass(frozen=True)
+class SetupJob:
+    """What the one-time set-up does besides filling the Delta jar cache."""
+
+    # Start a local Spark session from the cache and write and read back a Delta table
+    # (--no-check-session only fills the cache).
+    check_session: bool = True
+    # Write the driver JVM's class archive unless there is one (a minute or two, once): every
+    # local job's JVM then starts from it, about 1.5x faster (docs/BENCHMARKS.md).
+    jvm_archive: bool = True
+
+
+@dataclass(frozen=True)
 class TrainJob:
     """Flags both training jobs take (besides where the model comes from)."""
 
@@ -221,6 +233,9 @@ class TrainJob:
     # Group encoder, fresh head: documents in each query's pseudo-relevance feedback vector
     # (the samples' feedback_texts in training, the list's top at inference; 0 = none).
     feedback_top: int = 0
+    # Group encoder: Delta table (path or name) of sentence-encoder embeddings, the one rerank's
+    # --embedding-store writes: texts found there are not encoded again, new ones are added.
+    embedding_store: str | None = None
     # Launch through TorchDistributor with this many processes (0 = in this process).
     num_processes: int = 0
     # With TorchDistributor: run on the driver (local) instead of on executors.

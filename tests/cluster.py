@@ -60,7 +60,7 @@ class Cluster:
         docs/DEPLOYMENT.md writes it; the caller adds --py-files, the script and its flags."""
         command = [spark_submit(), "--master", self.master_url, "--deploy-mode", "client",
                    "--packages", DELTA_PACKAGE]
-        for key, value in {**DELTA_CONF, **conf}.items():
+        for key, value in {**DELTA_CONF, **jvm_archive_conf(), **conf}.items():
             command += ["--conf", f"{key}={value}"]
         return command
 
@@ -96,6 +96,17 @@ class ConnectServer:
         return spark_env(SPARK_REMOTE=self.url, **extra)
 
 
+def jvm_archive_conf() -> dict[str, str]:
+    """The driver's and executors' Java options to start from the JVM class archive that
+    ``grouprank setup`` writes (jobs/session.py), as local sessions do; none without one."""
+    from jobs.session import jvm_archive_options
+
+    options = jvm_archive_options()
+    if not options:
+        return {}
+    return {"spark.driver.extraJavaOptions": options, "spark.executor.extraJavaOptions": options}
+
+
 def spark_env(**extra: str) -> dict[str, str]:
     """This environment for a Spark process: the venv's Python everywhere, loopback only, and no
     leftover submit arguments or Connect settings from the test process."""
@@ -104,6 +115,10 @@ def spark_env(**extra: str) -> dict[str, str]:
                         "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE")}
     env.update(SPARK_LOCAL_IP=LOOPBACK, PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_NO_DAEMONIZE="1", **extra)
+    # The master and workers (spark-class) start from the class archive too.
+    archive = jvm_archive_conf().get("spark.driver.extraJavaOptions")
+    if archive:
+        env["SPARK_DAEMON_JAVA_OPTS"] = archive
     return env
 
 
@@ -266,6 +281,7 @@ def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": "2g",
+        **jvm_archive_conf(),
     }
     command = [spark_submit(), "--master", "local[2]",
                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",

@@ -32,7 +32,7 @@ def fault_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory, fault_file):
     """A local[2,4] SparkSession with Delta Lake (the jars from the jar cache that
-    ``python -m jobs.session --warm`` fills).
+    ``grouprank setup`` fills).
 
     Two cores, and a failed task is retried up to 4 times as on a cluster, so the fault tests
     can kill a Python worker inside this session. Its workers carry the fault injector, inert

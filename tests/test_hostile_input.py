@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -223,5 +224,37 @@ def test_an_empty_jar_cache_names_the_command_that_fills_it(tmp_path, monkeypatc
     from jobs.session import DeltaJarsMissing, cached_jars
 
     monkeypatch.setenv("GROUPRANK_CACHE", str(tmp_path))
-    with pytest.raises(DeltaJarsMissing, match=r"run `python -m jobs.session --warm`"):
+    with pytest.raises(DeltaJarsMissing, match=r"run `grouprank setup`"):
         cached_jars()
+
+
+def test_setup_reports_a_full_jar_cache_without_resolving_again(capsys):
+    from jobs.configs import SetupJob
+    from jobs.session import cached_jars
+    from jobs.stages import run
+
+    summary = run("setup", SetupJob(check_session=False, jvm_archive=False))
+    assert summary["jars"] == len(cached_jars()) > 0
+    assert summary["resolved_now"] is False and summary["spark_version"] is None
+    assert "Delta Lake jar cache filled: " in capsys.readouterr().out
+
+
+def test_local_sessions_start_from_the_jvm_class_archive(spark, tmp_path, monkeypatch):
+    from jobs.session import jvm_archive, jvm_archive_options
+
+    archive = jvm_archive()
+    if not archive.is_file():
+        pytest.skip(f"no JVM class archive at {archive}: `grouprank setup` writes it")
+    runtime = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert f"-XX:SharedArchiveFile={archive}" in list(runtime.getInputArguments())
+    # The JVM would ignore an archive written from other jars in silence: with -Xshare:on the
+    # same Java on the session's class path fails instead when it cannot use it.
+    system = spark._jvm.java.lang.System
+    java = Path(system.getProperty("java.home")) / "bin" / "java"
+    check = subprocess.run([str(java), "-Xshare:on", f"-XX:SharedArchiveFile={archive}",
+                            "-cp", system.getProperty("java.class.path"), "-version"],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # A missing archive adds no option: the JVM would turn off the JDK's own sharing too.
+    monkeypatch.setenv("GROUPRANK_CACHE", str(tmp_path))
+    assert jvm_archive_options() == ""

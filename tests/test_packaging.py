@@ -65,6 +65,7 @@ open(os.path.join(os.environ["GUARD_MARKS"], str(os.getpid())), "w").close()
 def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_model_dir, tmp_path):
     from jobs.session import cached_jars
     from schemas import CANDIDATES
+    from tests.cluster import jvm_archive_conf
 
     rows = [(f"q{q}", f"query {q}", f"q{q}-d{i}", f"text {i} of query {q}", float(9 - i), i + 1)
             for q in range(2) for i in range(7)]
@@ -90,6 +91,7 @@ def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_mode
         "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
         "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "--conf", "spark.ui.enabled=false",
+        *[arg for key, value in jvm_archive_conf().items() for arg in ("--conf", f"{key}={value}")],
         # Small-machine settings, as jobs/session.py applies to local sessions it builds itself.
         "--conf", "spark.sql.shuffle.partitions=2",
         "--conf", "spark.databricks.delta.snapshotPartitions=2",

@@ -72,6 +72,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("train-rl", "GRPO with the group-ranking reward",
           ("jobs.configs:RLInit", "jobs.configs:TrainJob", "jobs.configs:RLOptions"),
           "train_rl"),
+    Stage("setup", "fill the Delta jar cache (once, after install) and check a local session",
+          ("jobs.configs:SetupJob",), "setup"),
 )}
 
 
