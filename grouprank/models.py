@@ -94,6 +94,10 @@ LLM_FUSION_WEIGHT = 0.6
 
 GROUP_ENCODER = "group-encoder"
 CAUSAL_LM = "causal-lm"
+# A sentence encoder with no head yet: a training base only (train-sft puts a fresh head on it).
+SENTENCE_ENCODER = "sentence-encoder"
+# The train-sft --base names of the package-shipped all-MiniLM-L6-v2.
+SHIPPED_ENCODER_NAMES = ("minilm", "encoder")
 # Files at most this big are hashed whole; bigger ones (multi-GB shards) by their safetensors
 # header, size and 32 evenly spaced 1 MiB blocks, which any retraining changes.
 _WHOLE_FILE_BYTES = 256 << 20
@@ -129,7 +133,7 @@ class ModelRef:
 
     # The --model value as given ("default", "smollm2" or a directory).
     spec: str
-    # GROUP_ENCODER or CAUSAL_LM.
+    # GROUP_ENCODER or CAUSAL_LM (and, for training bases only, SENTENCE_ENCODER).
     kind: str
     # The `model` column value: the embedded model's name, else the directory's name.
     name: str
@@ -137,8 +141,9 @@ class ModelRef:
     digest: str
     # The fusion weight used when --fusion-weight is not given.
     fusion_weight: float
-    # Group encoders: their sentence encoder. Documents and queries are then embedded each on
-    # its own, so the job embeds each distinct text once (``precomputed_embeddings``).
+    # Group encoders (and sentence-encoder training bases): their sentence encoder. Documents
+    # and queries are then embedded each on its own, so a job embeds each distinct text once
+    # (``precomputed_embeddings``).
     encoder: EncoderRef | None = None
 
     @property
@@ -148,6 +153,8 @@ class ModelRef:
 
     def path(self) -> Path:
         """The model directory (the embedded LLM is converted to safetensors on first use)."""
+        if self.spec in SHIPPED_ENCODER_NAMES:
+            return _encoder_path(self.spec)
         return resolve_model(self.spec)
 
 
@@ -160,6 +167,7 @@ def model_ref(spec: str) -> ModelRef:
     from grouprank.backends.group_encoder import is_group_encoder_dir, load_config
 
     check_model(spec)
+    spec = _absolute(spec)
     if spec == EMBEDDED_LLM:
         # Digest the packaged GGUF, not the converted copy: it determines the weights, and
         # reading it needs no conversion on the driver.
@@ -179,11 +187,59 @@ def model_ref(spec: str) -> ModelRef:
     return ModelRef(spec, CAUSAL_LM, model_name(spec), content_digest(path), LLM_FUSION_WEIGHT)
 
 
+def base_ref(spec: str | Path | ModelRef) -> ModelRef:
+    """Resolves a train-sft ``--base`` or train-rl ``--init`` value; raises ``ValueError`` if it
+    is no model. Loads no weights. A ``ModelRef`` (already resolved) comes back as it is.
+
+        minilm | encoder | a sentence-transformers directory  -> SENTENCE_ENCODER (a fresh head)
+        a group-encoder checkpoint                            -> GROUP_ENCODER (continue from it)
+        smollm2 | a Hugging Face causal LM directory          -> CAUSAL_LM (TRL + PEFT)
+
+    Example:
+        >>> base_ref("smollm2").kind, base_ref("minilm").kind  # doctest: +SKIP
+        ('causal-lm', 'sentence-encoder')
+    """
+    from grouprank.backends.group_encoder import is_group_encoder_dir
+
+    if isinstance(spec, ModelRef):
+        return spec
+    spec = _absolute(str(spec))
+    path = Path(spec)
+    if spec in SHIPPED_ENCODER_NAMES or (
+        not is_group_encoder_dir(path) and ((path / "config_sentence_transformers.json").is_file()
+                                            or (path / "modules.json").is_file())
+    ):
+        from grouprank.backends.group_encoder import SHIPPED_ENCODER, GroupEncoderConfig
+
+        digest = content_digest(_encoder_path(spec))
+        name = "all-MiniLM-L6-v2" if spec in SHIPPED_ENCODER_NAMES else path.name
+        # The identity a fresh head's checkpoint will record (its config's encoder and token
+        # limit), so the embedding store's key is the one rerank writes for that checkpoint.
+        encoder = EncoderRef(SHIPPED_ENCODER if spec in SHIPPED_ENCODER_NAMES else spec, digest,
+                             GroupEncoderConfig.max_doc_tokens)
+        return ModelRef(spec, SENTENCE_ENCODER, name, digest, LLM_FUSION_WEIGHT, encoder)
+    if spec in (DEFAULT_MODEL, EMBEDDED_LLM) or is_group_encoder_dir(path) or (
+        path / "config.json"
+    ).is_file():
+        return model_ref(spec)
+    raise ValueError(
+        f"{spec!r} is not a model: pass minilm, a sentence-encoder or group-encoder directory, "
+        f"{EMBEDDED_LLM}, or a Hugging Face causal LM directory"
+    )
+
+
+def _absolute(spec: str) -> str:
+    """A directory spec as an absolute path (Spark's workers do not share the driver's working
+    directory: a relative --model or --init would name nothing there); names stay names."""
+    if spec in (DEFAULT_MODEL, EMBEDDED_LLM, *SHIPPED_ENCODER_NAMES):
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 def _encoder_path(encoder: str) -> Path:
-    from grouprank.backends.group_encoder import SHIPPED_ENCODER
     from grouprank.retrieval import encoder_dir
 
-    return encoder_dir() if encoder == SHIPPED_ENCODER else Path(encoder).expanduser()
+    return encoder_dir() if encoder in SHIPPED_ENCODER_NAMES else Path(encoder).expanduser()
 
 
 def content_digest(path: str | Path) -> str:

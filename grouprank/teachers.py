@@ -73,18 +73,18 @@ class EncoderTeacher:
         from grouprank.backends.group_encoder import SHIPPED_ENCODER
         from grouprank.retrieval import encoder_dir
 
-        # Embeddings come from the on-disk cache (grouprank.embeddings): pools of different
-        # queries share most documents, and reruns share all of them.
+        # Embeddings are kept in this process's memory (grouprank.encoding.embed_in_memory):
+        # the pools of different queries a worker teaches share most documents.
         self.encoder_name = model_dir or SHIPPED_ENCODER
         self.device = device
         path = model_dir or str(encoder_dir())
         self.name = f"encoder:{path.rstrip('/').split('/')[-1]}"
 
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
-        from grouprank.embeddings import embed_cached
+        from grouprank.encoding import embed_in_memory
 
         texts = [t for g in groups for t in g.texts]
-        vectors = embed_cached(
+        vectors = embed_in_memory(
             self.encoder_name, [g.query for g in groups] + texts, device=self.device
         ).numpy()
         queries, docs = vectors[: len(groups)], vectors[len(groups) :]
@@ -119,10 +119,12 @@ def load_teacher(spec: TeacherSpec, device: str = "cpu"):
 
 
 def teacher_digest(spec: TeacherSpec) -> str:
-    """A short hash identifying the teacher and, for LLM teachers, its prompt template text."""
+    """A short hash identifying the teacher and, for LLM teachers, its weights
+    (``ModelRef.digest``) and prompt template text."""
     text = spec.id
     if spec.kind == LLM:
+        from grouprank.models import model_ref
         from grouprank.prompts import load_template
 
-        text += load_template().source_text
+        text += model_ref(spec.model).digest + load_template().source_text
     return hashlib.sha256(text.encode()).hexdigest()[:12]

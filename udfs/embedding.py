@@ -1,8 +1,10 @@
 """The embedding UDF: distinct texts in, one normalised sentence-encoder vector each out.
 
-Runs on the group-encoder model's own cached weights (``udfs.scoring.get_scorer``), so a worker
-that embeds and then scores loads the model once. Memory per worker: the model (~0.1 GB for
-MiniLM) plus one Arrow batch of texts and their vectors (1.5 KB each at 384 dimensions).
+For a group-encoder model it runs on the model's own cached weights (``udfs.scoring.get_scorer``),
+so a worker that embeds and then scores loads the model once; for a sentence-encoder training
+base (train-sft on minilm: no head yet) on the encoder alone, cached per worker the same way
+(``udfs/cache.py``). Memory per worker: the model (~0.1 GB for MiniLM) plus one Arrow batch of
+texts and their vectors (1.5 KB each at 384 dimensions).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from grouprank.models import ModelRef
+from grouprank.models import SENTENCE_ENCODER, ModelRef
 from grouprank.settings import RerankSettings
-from udfs.cache import task_device
+from udfs.cache import cached, task_device
 
 
 def embed_texts_udf(
@@ -21,24 +23,46 @@ def embed_texts_udf(
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Builds the ``mapInPandas`` function from ``EMBEDDING_TEXTS`` rows to ``EMBEDDINGS`` rows.
 
+    Only ``settings.precision`` (resolved) and ``trust_remote_code`` are read.
+
     Example:
         >>> texts.mapInPandas(embed_texts_udf(settings, ref), EMBEDDINGS)  # doctest: +SKIP
     """
 
     def embed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from udfs.scoring import get_scorer
-
-        scorer = None
+        encode = None
         for batch in batches:
             if batch.empty:
                 continue
-            if scorer is None:
-                scorer = get_scorer(settings, ref, task_device())
-            vectors = scorer.embed([str(t) for t in batch["text"]])
-            if len(vectors) != len(batch):
-                raise RuntimeError(f"the encoder returned {len(vectors)} vectors for {len(batch)} texts")
-            yield pd.DataFrame(
-                {"text_digest": batch["text_digest"].to_numpy(), "vector": list(vectors.numpy())}
-            )
+            if encode is None:
+                encode = _text_encoder(settings, ref, task_device())
+            yield _embed_batch(encode, batch)
 
     return embed
+
+
+def _text_encoder(settings: RerankSettings, ref: ModelRef, device: str):
+    """``texts -> vectors`` on the weights this worker has cached for ``ref``."""
+    if ref.kind != SENTENCE_ENCODER:
+        from udfs.scoring import get_scorer
+
+        return get_scorer(settings, ref, device).embed
+    from grouprank.backends.group_encoder import load_sentence_encoder
+    from grouprank.encoding import encode_texts, resolve_precision
+
+    encoder_ref = ref.encoder
+    key = ("sentence-encoder", encoder_ref.name, encoder_ref.digest, encoder_ref.max_tokens, device)
+    encoder = cached(key, lambda: load_sentence_encoder(encoder_ref.name, device,
+                                                        encoder_ref.max_tokens))
+    precision = resolve_precision(settings.precision, device)
+    return lambda texts: encode_texts(encoder, texts, precision)
+
+
+def _embed_batch(encode, batch: pd.DataFrame) -> pd.DataFrame:
+    """One Arrow batch of texts embedded (the fault injector wraps this)."""
+    vectors = encode([str(t) for t in batch["text"]])
+    if len(vectors) != len(batch):
+        raise RuntimeError(f"the encoder returned {len(vectors)} vectors for {len(batch)} texts")
+    return pd.DataFrame(
+        {"text_digest": batch["text_digest"].to_numpy(), "vector": list(vectors.numpy())}
+    )

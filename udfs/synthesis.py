@@ -14,6 +14,7 @@ import pandas as pd
 from grouprank import synthesis as syn
 from grouprank.backends import GroupInput
 from grouprank.backends.base import check_result
+from grouprank.models import ModelRef
 from grouprank.parsing import OK
 from grouprank.teachers import FIRST_STAGE, TeacherSpec, load_teacher, teacher_digest
 from schemas.samples import FEEDBACK_TEXTS, SAMPLES
@@ -26,7 +27,7 @@ def synthesize_udf(
     settings: syn.SynthesisSettings,
     pointwise: TeacherSpec,
     listwise: TeacherSpec,
-    chat_model: str,
+    chat_model: ModelRef,
     max_doc_tokens: int,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Builds the ``mapInPandas`` function from ``POOL_SOURCES`` rows to ``SAMPLES`` rows
@@ -44,7 +45,8 @@ def synthesize_udf(
             if batch.empty:
                 continue
             device = task_device()
-            chat = cached(("chat", chat_model), lambda: _ChatPrompts(chat_model, max_doc_tokens))
+            chat = cached(("chat", chat_model.spec, chat_model.digest),
+                          lambda: _ChatPrompts(chat_model, max_doc_tokens))
             pools = [_pool(row, settings) for row in batch.itertuples(index=False)]
             p_scores = _teacher_scores(pointwise, pools, device)
             l_scores = _teacher_scores(listwise, pools, device)
@@ -146,13 +148,12 @@ def _samples(pool, p_scores, l_scores, settings, teachers: str, chat) -> list[tu
 class _ChatPrompts:
     """Renders the groupwise prompt with a chat model's template, documents cut as at inference."""
 
-    def __init__(self, chat_model: str, max_doc_tokens: int) -> None:
+    def __init__(self, chat_model: ModelRef, max_doc_tokens: int) -> None:
         from transformers import AutoTokenizer
 
-        from grouprank.models import resolve_model
         from grouprank.prompts import chat_template_digest, load_template
 
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(chat_model))
+        self.tokenizer = AutoTokenizer.from_pretrained(chat_model.path())
         self.template_digest = chat_template_digest(self.tokenizer)
         self.template = load_template()
         self.max_doc_tokens = max_doc_tokens

@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from grouprank.models import EMBEDDED_LLM
+from grouprank.models import CAUSAL_LM, EMBEDDED_LLM, ModelRef, base_ref
 from grouprank.parsing import OK, parse_answer
 from grouprank.reward import ALL_TERMS, group_ranking_reward
 from grouprank.synthesis import RL, SFT
@@ -115,26 +115,20 @@ class LLMTrainConfig:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
 
-def resolve_llm(base: str | Path) -> Path:
-    """The model directory of ``base``: ``"smollm2"`` (the embedded model) or an HF directory.
+def resolve_llm(base: str | Path | ModelRef) -> Path:
+    """The model directory of a causal LM ``base`` (resolved by ``grouprank.models.base_ref``).
 
     Example:
         >>> resolve_llm("/no/such/model")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: '/no/such/model' is not a causal LM directory (no config.json); ...
+        ValueError: '/no/such/model' is not a model: pass minilm, ...
     """
-    if str(base) == EMBEDDED_LLM:
-        from grouprank.models import embedded_llm_dir
-
-        return embedded_llm_dir()
-    path = Path(base).expanduser()
-    if not (path / "config.json").is_file():
-        raise ValueError(
-            f"{str(base)!r} is not a causal LM directory (no config.json); "
-            f"pass a Hugging Face model directory or {EMBEDDED_LLM!r}"
-        )
-    return path
+    ref = base_ref(base)
+    if ref.kind != CAUSAL_LM:
+        raise ValueError(f"{ref.spec!r} is not a causal LM directory but a {ref.kind}; "
+                         f"pass a Hugging Face model directory or {EMBEDDED_LLM!r}")
+    return ref.path()
 
 
 def answer_parsed(
@@ -158,7 +152,7 @@ def answer_parsed(
 
 def train_sft(
     samples: pd.DataFrame,
-    base: str | Path,
+    base: str | Path | ModelRef,
     output: str | Path,
     config: LLMTrainConfig = LLMTrainConfig(),
 ) -> dict:
@@ -212,7 +206,7 @@ def train_sft(
 
 def train_rl(
     samples: pd.DataFrame,
-    init: str | Path,
+    init: str | Path | ModelRef,
     output: str | Path,
     config: LLMTrainConfig = LLMTrainConfig(),
 ) -> dict:

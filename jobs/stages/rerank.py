@@ -32,7 +32,13 @@ from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 from jobs.candidates import check_candidates, prepare_candidates
 from jobs.configs import RerankJob
-from jobs.embeddings import distinct_texts, driver_precision, embed_texts, refresh_store
+from jobs.embeddings import (
+    distinct_texts,
+    driver_precision,
+    embed_texts,
+    refresh_store,
+    store_refusal,
+)
 from jobs.entry import Refused
 from jobs.progress import stage
 from jobs.score_cache import check_score_cache, score_with_cache
@@ -370,9 +376,7 @@ def _checked_model(job: RerankJob, settings: RerankSettings) -> ModelRef:
     if job.embedding_store:
         check_table_ref(job.embedding_store, "--embedding-store")
         if not ref.precomputed_embeddings:
-            raise ValueError(
-                f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
-            )
+            raise ValueError(store_refusal(ref))
     if job.score_cache:
         check_table_ref(job.score_cache, "--score-cache")
         check_score_cache(ref)

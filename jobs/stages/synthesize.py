@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from grouprank.models import check_model
+from grouprank.models import EMBEDDED_LLM, ModelRef, check_model, model_ref
 from grouprank.settings import SynthesisSettings
 from grouprank.teachers import LLM, TeacherSpec, parse_teacher
 from jobs.candidates import check_candidates, prepare_candidates
@@ -73,14 +73,16 @@ def synthesize(
     pointwise: TeacherSpec,
     listwise: TeacherSpec,
     run_date: dt.date,
-    chat_model: str = "smollm2",
+    chat_model: str | ModelRef = EMBEDDED_LLM,
     max_doc_tokens: int = 256,
     partitions: int | None = None,
 ) -> DataFrame:
-    """Builds the samples table (``schemas.SAMPLES``) from a checked candidates table. Lazy."""
+    """Builds the samples table (``schemas.SAMPLES``) from a checked candidates table. Lazy.
+    ``chat_model`` renders the SFT prompts (a ``--model`` value, resolved here once)."""
     spark = candidates.sparkSession
     partitions = partitions or default_parallelism(spark)
-    udf = synthesize_udf(settings, pointwise, listwise, chat_model, max_doc_tokens)
+    chat = chat_model if isinstance(chat_model, ModelRef) else model_ref(chat_model)
+    udf = synthesize_udf(settings, pointwise, listwise, chat, max_doc_tokens)
     samples_no_date = T.StructType([f for f in SAMPLES.fields if f.name != "run_date"])
     return (
         pool_sources(candidates, settings)
