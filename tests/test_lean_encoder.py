@@ -1,0 +1,129 @@
+"""The plain-torch MiniLM (issue 18) against sentence-transformers on the shipped encoder: the same
+token ids and, in fp32, the same normalised vectors to 1e-5; other directories fall back."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from grouprank.encoding import SentenceTransformerEncoder, encode_texts
+from grouprank.lean_encoder import LeanEncoder, lean_mismatch
+from grouprank.retrieval import encoder_dir, load_encoder
+
+WORDS = ("Energy MODEL bread Empire battery cell layer oven senate charge naïve café Zürich "
+         "東京 北京大学 Ελληνικά русский مرحبا 🙂 [MASK] [SEP] don't e-mail U.S.A. 3.14 #hash "
+         "@user http://x.org/a?b=c ÀÉÎÕÜ ßæøå").split()
+EDGE = ["", " ", "a", "Hello, World!", "x" * 3000, " ".join(["word"] * 600),
+        "\u00a0\u200b\u3000 odd spaces\t\n", "\x00\x01 control characters", "[CLS] literal"]
+
+
+def _texts() -> list[str]:
+    """300 varied texts: edge cases, then random mixes of scripts, cases and punctuation."""
+    rng = random.Random(18)
+    return EDGE + [" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 90)))
+                   for _ in range(291)]
+
+
+@pytest.fixture(scope="module")
+def lean():
+    return load_encoder()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """sentence-transformers itself, loaded directly (not through the code under test)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(encoder_dir()), device="cpu")
+
+
+def _reference_ids(reference, texts: list[str]) -> list[list[int]]:
+    return reference.tokenizer(texts, truncation=True, max_length=reference.max_seq_length,
+                               add_special_tokens=True)["input_ids"]
+
+
+def test_the_shipped_encoder_takes_the_lean_path(lean):
+    assert lean_mismatch(encoder_dir()) is None
+    assert isinstance(lean, LeanEncoder)
+    assert (lean.max_seq_length, lean.dimension, lean.normalize) == (256, 384, True)
+
+
+def test_token_ids_match_sentence_transformers(lean, reference):
+    texts = _texts()
+    assert lean.token_ids(texts) == _reference_ids(reference, texts)
+    assert max(len(i) for i in lean.token_ids(texts)) == 256  # the long texts are cut
+    lean.max_seq_length = reference.max_seq_length = 32  # what --max-doc-tokens sets
+    try:
+        assert lean.token_ids(texts) == _reference_ids(reference, texts)
+    finally:
+        lean.max_seq_length = reference.max_seq_length = 256
+
+
+def test_fp32_vectors_match_sentence_transformers(lean, reference):
+    texts = _texts()
+    expected = reference.encode(texts, batch_size=32, convert_to_tensor=True,
+                                normalize_embeddings=True)
+    got = encode_texts(lean, texts, "fp32", batch_size=32)
+    assert got.shape == expected.shape == (300, 384)
+    assert (got - expected).abs().max().item() <= 1e-5
+
+
+def test_a_directory_it_cannot_reproduce_falls_back(tmp_path, reference):
+    folder = tmp_path / "cls-pooled"
+    shutil.copytree(encoder_dir(), folder, copy_function=os.symlink)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text()) | {"pooling_mode_cls_token": True,
+                                                 "pooling_mode_mean_tokens": False}
+    pooling.unlink()
+    pooling.write_text(json.dumps(config))
+    assert "pooling" in lean_mismatch(folder)
+    encoder = load_encoder(model_dir=str(folder))
+    assert isinstance(encoder, SentenceTransformerEncoder)
+    texts = ["solar panels on roofs", "baking sourdough bread"]
+    cls = reference.encode(texts, output_value="token_embeddings")
+    expected = torch.nn.functional.normalize(torch.stack([t[0] for t in cls]), dim=-1)
+    assert torch.allclose(encode_texts(encoder, texts, "fp32"), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("file, edit, reason", [
+    ("config.json", {"model_type": "roberta"}, "model_type"),
+    ("config.json", {"position_embedding_type": "relative_key"}, "position_embedding_type"),
+    ("config.json", {"hidden_act": "relu"}, "hidden_act"),
+    ("sentence_bert_config.json", {"do_lower_case": True}, "sentence_bert_config"),
+    ("1_Pooling/config.json", {"pooling_mode_max_tokens": True}, "pooling"),
+    ("modules.json", None, "modules"),
+])
+def test_lean_mismatch_names_what_it_cannot_reproduce(tmp_path, file, edit, reason):
+    shutil.copytree(encoder_dir(), tmp_path / "m", copy_function=os.symlink)
+    target = tmp_path / "m" / file
+    data = json.loads(target.read_text())
+    if edit is None:  # a Dense layer after pooling
+        data.append({"idx": 3, "name": "3", "path": "3_Dense",
+                     "type": "sentence_transformers.models.Dense"})
+    else:
+        data |= edit
+    target.unlink()
+    target.write_text(json.dumps(data))
+    assert reason in lean_mismatch(tmp_path / "m")
+    with pytest.raises(ValueError, match="not a directory LeanEncoder reproduces"):
+        LeanEncoder.load(tmp_path / "m")
+
+
+def test_a_fresh_worker_encodes_without_importing_transformers():
+    code = ("import sys; from grouprank.backends.group_encoder import load_sentence_encoder; "
+            "from grouprank.encoding import encode_texts; "
+            "v = encode_texts(load_sentence_encoder('minilm'), ['a', 'b c'], 'auto'); "
+            "print(tuple(v.shape), sorted({'sentence_transformers', 'transformers', 'sklearn'} "
+            "& set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.stdout.strip() == "(2, 384) []"
