@@ -22,8 +22,8 @@ its own model. Baselines: the first stage, MiniLM cosine and the log-rank fusion
 ``evaluate`` jobs on each held-out table: the headline figures. ``ship``: one head trained on
 every collection with a config.
 
-Pure Python over cached MiniLM embeddings (``grouprank.embeddings``: the first run encodes
-~25,000 texts; later runs read them from disk).
+Pure Python over MiniLM embeddings encoded once per run and kept in memory
+(``grouprank.encoding.embed_in_memory``: ~25,000 texts; the trainer called here reuses them).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from grouprank.backends.group_encoder import (
     load_head,
     pad_groups,
 )
-from grouprank.embeddings import embed_cached
+from grouprank.encoding import embed_in_memory
 from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
 from train_eval import deal_groups, minmax, ndcg  # bench/: the job's grouping, fusion, metric
 
@@ -174,8 +174,8 @@ class Lists:
         frame["rank_fs"] = frame.groupby("qid")["score"].rank(ascending=False, method="first")
         self.frame = frame.sort_values(["qid", "rank_fs"], kind="stable").reset_index(drop=True)
         self.name, self.run = name, run
-        self.queries = embed_cached("minilm", list(self.frame["query"].astype(str)))
-        self.docs = embed_cached("minilm", list(self.frame["text"].astype(str)))
+        self.queries = embed_in_memory("minilm", list(self.frame["query"].astype(str)))
+        self.docs = embed_in_memory("minilm", list(self.frame["text"].astype(str)))
         self.by_query = {q: np.asarray(i) for q, i in self.frame.groupby("qid").indices.items()}
         self.qrels = pd.read_parquet(work / f"{name}-qrels.parquet")
         self._teachers()

@@ -5,8 +5,8 @@
         --collection dl19=out/bench/dl19-bm25:../shared/data/trec-dl19-passage/qrels.dl19-passage.txt \\
         --checkpoint sft=out/models/sft --checkpoint rl=out/models/rl --out bench/results/train_eval.json
 
-Scores every candidate list in-process with the checkpoints' heads on cached MiniLM embeddings
-(each text is encoded once for all checkpoints), grouped as the reranking job groups them
+Scores every candidate list in-process with the checkpoints' heads on MiniLM embeddings kept in
+memory (each text is encoded once for all checkpoints), grouped as the reranking job groups them
 (seeded shuffle, dealt round-robin into balanced groups of about --group-size) and fused as the
 job fuses: w * model/10 + (1 - w) * min-max(first stage). The reranking job itself gives the same
 figures up to its group draw (checked for the shipped default in docs/BENCHMARKS.md).
@@ -30,7 +30,7 @@ from grouprank.backends.group_encoder import (
     load_head,
     pad_groups,
 )
-from grouprank.embeddings import embed_cached
+from grouprank.encoding import embed_in_memory
 from grouprank.formats import read_trec_qrels
 from grouprank.metrics import parse_metric, query_value
 
@@ -121,7 +121,7 @@ def main() -> None:
         qrels = read_trec_qrels(qrels_path)
         queries = sorted(set(frame["query"]))
         texts = sorted(set(frame["text"]))
-        vectors = embed_cached("minilm", queries + texts, 256)
+        vectors = embed_in_memory("minilm", queries + texts, 256)
         vectors = {"query": dict(zip(queries, vectors[: len(queries)])),
                    "text": dict(zip(texts, vectors[len(queries) :]))}
         fs = minmax(frame)

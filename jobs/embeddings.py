@@ -1,5 +1,5 @@
-"""The rerank stage's embedding step: each distinct text encoded once, and, with an embedding
-store, only texts never encoded before.
+"""The embedding step of rerank and of group-encoder training: each distinct text encoded once,
+and, with an embedding store, only texts never encoded before.
 
 For models whose document and query representations do not depend on the rest of the group
 (the group encoder: ``ModelRef.precomputed_embeddings``), the 22,500 rows of 225 queries × top-100
@@ -7,9 +7,13 @@ over 1,400 abstracts hold only ~1,600 distinct texts. The stage hashes every doc
 text (sha256), embeds the distinct ones in their own Spark stage (spread over every core/GPU),
 and joins the vectors back; the scoring UDF then runs only the group head.
 
-    texts = distinct_texts(scoreable)
+    texts = distinct_texts(scoreable)            # or sample_texts(samples, top) for training
     vectors = embed_texts(texts, settings, ref)                       # within the run
     vectors, report = refresh_store(spark, "/data/emb", texts, settings, ref)   # across runs
+
+One store serves rerank and training: its key is the sentence encoder's (``ModelRef.encoder``:
+digest and token limit) and the precision, which a group-encoder checkpoint and the
+sentence-encoder base it was trained from share.
 
 ``refresh_store`` is the only function here that writes: an insert-only MERGE of the texts the
 store lacks (atomic: a job killed before its commit leaves the store as it was).
@@ -66,6 +70,18 @@ def distinct_texts(scoreable: DataFrame) -> DataFrame:
     return docs.unionByName(queries.withColumnRenamed("query", "text")).dropDuplicates(
         ["text_digest"]
     )
+
+
+def sample_texts(samples: DataFrame, feedback_top: int) -> DataFrame:
+    """Every distinct text a group-encoder trainer embeds for ``samples`` (``EMBEDDING_TEXTS``):
+    their queries, their documents and the first ``feedback_top`` of their ``feedback_texts``."""
+    texts = [F.array(F.col("query")), F.col("texts")]
+    if feedback_top and "feedback_texts" in samples.columns:
+        texts.append(F.slice(F.coalesce("feedback_texts", F.array().cast("array<string>")),
+                             1, feedback_top))
+    return samples.select(F.explode(F.concat(*texts)).alias("text")).select(
+        F.sha2("text", 256).alias("text_digest"), F.col("text")
+    ).dropDuplicates(["text_digest"])
 
 
 def embed_texts(
@@ -137,7 +153,7 @@ def _unit(vector: str) -> F.Column:
 def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
     """The store's key columns (all but ``text_digest``) for this model and precision."""
     if ref.encoder is None:
-        raise ValueError(f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}")
+        raise ValueError(store_refusal(ref))
     if settings.precision == "auto":
         raise ValueError("resolve the precision first (driver_precision)")
     return {
@@ -145,6 +161,11 @@ def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
         "max_tokens": ref.encoder.max_tokens,
         "precision": settings.precision,
     }
+
+
+def store_refusal(ref: ModelRef) -> str:
+    """The one line for --embedding-store with a model that does not embed texts on their own."""
+    return f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
 
 
 def read_store(spark: SparkSession, store: str) -> DataFrame | None:

@@ -5,51 +5,60 @@ The backbone follows the model argument:
 
     minilm | encoder | a sentence-encoder directory | a group-encoder checkpoint -> group encoder
     smollm2 | a Hugging Face causal LM directory                               -> LLM (TRL + PEFT)
+
+It is resolved once, by ``grouprank.models.base_ref``, and the ``ModelRef`` goes to the trainer.
+
+For a group encoder the job embeds the distinct texts of the samples it trains on in a Spark
+stage (``jobs.embeddings``; through the embedding store with ``--embedding-store``, the store
+rerank uses), collects the vectors to the driver and hands the trainer a lookup
+sha256(text) -> vector; the trainer then encodes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from grouprank.backends.group_encoder import SHIPPED_ENCODER, is_group_encoder_dir
-from grouprank.models import EMBEDDED_LLM
+from grouprank.models import CAUSAL_LM, ModelRef, base_ref
+from grouprank.models import GROUP_ENCODER as GROUP_ENCODER_KIND
 from jobs.configs import RLOptions, TrainJob
 
 log = logging.getLogger("grouprank.train")
 
 GROUP_ENCODER, LLM = "group-encoder", "llm"
+_TEXTS_PER_PARTITION = 1000
 
 
-
-
-
-
-def backbone_of(model: str) -> str:
-    """``group-encoder`` or ``llm`` for a --base/--init value; fails on what is neither.
+def backbone_of(ref: ModelRef) -> str:
+    """``group-encoder`` or ``llm``: the trainer a resolved --base/--init value goes to.
 
     Example:
-        >>> backbone_of("minilm"), backbone_of("smollm2")
+        >>> backbone_of(base_ref("minilm")), backbone_of(base_ref("smollm2"))  # doctest: +SKIP
         ('group-encoder', 'llm')
     """
-    if model in (SHIPPED_ENCODER, "encoder") or is_group_encoder_dir(model):
-        return GROUP_ENCODER
-    path = Path(model).expanduser()
-    if (path / "config_sentence_transformers.json").is_file() or (path / "modules.json").is_file():
-        return GROUP_ENCODER
-    if model == EMBEDDED_LLM or (path / "config.json").is_file():
-        return LLM
-    raise ValueError(
-        f"{model!r} is not a model: pass minilm, a sentence-encoder or group-encoder directory, "
-        f"{EMBEDDED_LLM}, or a Hugging Face causal LM directory"
-    )
+    return LLM if ref.kind == CAUSAL_LM else GROUP_ENCODER
 
 
 def read_samples(spark, table: str, run_date: str) -> pd.DataFrame:
     """The samples table (one run date, or all) as pandas, checked against ``schemas.SAMPLES``."""
+    return collect_samples(samples_frame(spark, table, run_date), table, run_date)
+
+
+def collect_samples(frame, table: str, run_date: str) -> pd.DataFrame:
+    """``samples_frame``'s rows as pandas; fails naming the table when there are none."""
+    samples = frame.toPandas()
+    if samples.empty:
+        raise ValueError(f"--samples {table!r} holds no samples" + (
+            f" for run date {run_date}" if run_date else ""))
+    return samples
+
+
+def samples_frame(spark, table: str, run_date: str):
+    """The samples table (one run date, or all) as a DataFrame, its columns checked."""
     from pyspark.sql import functions as F
 
     from jobs.tables import parse_run_date, read_table
@@ -61,32 +70,66 @@ def read_samples(spark, table: str, run_date: str) -> pd.DataFrame:
     )
     if run_date:
         frame = frame.where(F.col("run_date") == F.lit(parse_run_date(run_date)))
-    samples = frame.drop("run_date").toPandas()
-    if samples.empty:
-        raise ValueError(f"--samples {table!r} holds no samples" + (
-            f" for run date {run_date}" if run_date else ""))
-    return samples
+    return frame.drop("run_date")
 
 
-def check_chat_template(samples: pd.DataFrame, model: str, flag: str) -> None:
+def embed_samples(
+    spark, samples, ref: ModelRef, feedback_top: int, store: str | None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Embeds the distinct texts a group-encoder trainer reads for ``samples`` (a DataFrame of
+    one split) in a Spark stage, through ``store`` when given; returns the lookup
+    sha256(text) -> vector, collected to the driver, and the summary's ``embeddings`` entry.
+
+    The key and precision are rerank's for the same encoder (``jobs.embeddings.store_key``,
+    ``driver_precision``), so one store serves both jobs.
+    """
+    from grouprank.settings import RerankSettings
+    from jobs.embeddings import driver_precision, embed_texts, refresh_store, sample_texts
+    from jobs.progress import stage
+    from jobs.session import default_parallelism
+
+    # The embedding functions read only the precision (and trust_remote_code) of the settings.
+    settings = driver_precision(RerankSettings(), spark)
+    texts = sample_texts(samples, feedback_top).persist()
+    into = f" into {store}" if store else ""
+    try:
+        with stage(spark, f"train: embedding the samples' distinct texts{into}"):
+            # A partition per _TEXTS_PER_PARTITION texts, at most one per core: each partition's
+            # worker loads the encoder, which costs more than encoding a few hundred texts.
+            wanted = math.ceil(texts.count() / _TEXTS_PER_PARTITION)
+            partitions = max(1, min(default_parallelism(spark), wanted))
+            if store:
+                vectors, report = refresh_store(spark, store, texts, settings, ref, partitions)
+                rows = vectors.collect()
+                found = {"texts": report.texts, "encoded": report.encoded,
+                         "reused": report.reused}
+            else:
+                rows = embed_texts(texts, settings, ref, partitions).collect()
+                found = {"texts": len(rows), "encoded": len(rows), "reused": 0}
+    finally:
+        texts.unpersist()
+    lookup = {r["text_digest"]: np.asarray(r["vector"], dtype=np.float32) for r in rows}
+    return lookup, {**found, "store": store, "precision": settings.precision}
+
+
+def check_chat_template(samples: pd.DataFrame, model: ModelRef, flag: str) -> None:
     """Raises ``ValueError`` unless the samples' prompts were rendered with ``model``'s chat
     template: an LLM must not be trained on another model's chat format."""
     from transformers import AutoTokenizer
 
     from grouprank.prompts import chat_template_digest
-    from grouprank.training.llm import resolve_llm
 
     if "chat_template" not in samples:
         raise ValueError(
             "the samples table does not record its chat template (written by an older version); "
-            f"synthesize again with --chat-model {model}"
+            f"synthesize again with --chat-model {model.spec}"
         )
-    expected = chat_template_digest(AutoTokenizer.from_pretrained(resolve_llm(model)))
+    expected = chat_template_digest(AutoTokenizer.from_pretrained(model.path()))
     found = sorted(set(samples["chat_template"]))
     if found != [expected]:
         raise ValueError(
             f"the samples' prompts were rendered with chat template(s) {found}, but {flag} "
-            f"{model} uses {expected}; synthesize them again with --chat-model {model}"
+            f"{model.spec} uses {expected}; synthesize them again with --chat-model {model.spec}"
         )
 
 
@@ -122,22 +165,41 @@ def config_for(backbone: str, job: TrainJob, rl: RLOptions | None = None):
     )
 
 
-def train(stage: str, samples: pd.DataFrame, model: str, output: str, config) -> dict:
-    """Runs one stage of one backbone in this process (the function TorchDistributor ships)."""
+def train(
+    stage: str, samples: pd.DataFrame, model: ModelRef, output: str, config,
+    vectors: dict[str, np.ndarray] | None = None,
+) -> dict:
+    """Runs one stage of one backbone in this process (the function TorchDistributor ships).
+    ``vectors`` (group encoder): sha256(text) -> embedding of every text the trainer reads."""
     if backbone_of(model) == GROUP_ENCODER:
         from grouprank.training import group_encoder as trainer
-    else:
-        from grouprank.training import llm as trainer  # type: ignore[no-redef]
+
+        run = trainer.train_sft if stage == "sft" else trainer.train_rl
+        return run(samples, model, output, config, vectors=vectors)
+    from grouprank.training import llm as trainer  # type: ignore[no-redef]
+
     run = trainer.train_sft if stage == "sft" else trainer.train_rl
     return run(samples, model, output, config)
 
 
-def check(job: TrainJob, model: str, rl: RLOptions | None = None) -> None:
-    """Fails on bad flags before any Spark work: the samples table, the model, the options."""
+def check(job: TrainJob, model: str, rl: RLOptions | None = None) -> ModelRef:
+    """Fails on bad flags before any Spark work: the samples table, the model, the options.
+    Returns the model resolved (``grouprank.models.base_ref``), the one place it is parsed."""
     from jobs.tables import check_table_ref
 
     check_table_ref(job.samples, "--samples")
-    config_for(backbone_of(model), job, rl)
+    ref = base_ref(model)
+    if job.embedding_store:
+        from jobs.embeddings import store_refusal
+
+        check_table_ref(job.embedding_store, "--embedding-store")
+        if backbone_of(ref) != GROUP_ENCODER:
+            raise ValueError(store_refusal(ref))
+    config_for(backbone_of(ref), job, rl)
+    if rl is not None and ref.kind not in (GROUP_ENCODER_KIND, CAUSAL_LM):
+        raise ValueError(f"--init {model!r} is not a group-encoder checkpoint or an LLM but a "
+                         "sentence encoder with no head: train-rl starts from a train-sft output")
+    return ref
 
 
 def launch(stage: str, job: TrainJob, model: str, rl: RLOptions | None = None) -> dict:
@@ -145,28 +207,35 @@ def launch(stage: str, job: TrainJob, model: str, rl: RLOptions | None = None) -
     from jobs.session import get_session
 
     started = time.time()
-    check(job, model, rl)
-    backbone = backbone_of(model)
+    ref = check(job, model, rl)
+    backbone = backbone_of(ref)
     config = config_for(backbone, job, rl)
     spark = get_session(f"grouprank-train-{stage}")
-    samples = read_samples(spark, job.samples, job.run_date)
+    frame = samples_frame(spark, job.samples, job.run_date)
+    samples = collect_samples(frame, job.samples, job.run_date)
     split = "sft" if stage == "sft" else "rl"
     if not (samples["split"] == split).any():
         raise ValueError(f"--samples {job.samples!r} holds no {split!r} samples")
-    if backbone != GROUP_ENCODER:
-        check_chat_template(samples, model, "--base" if stage == "sft" else "--init")
+    vectors, embedded = None, {}
+    if backbone == GROUP_ENCODER:
+        top = ref.encoder.feedback_top if ref.kind == GROUP_ENCODER_KIND else job.feedback_top
+        split_rows = frame.where(f"split = '{split}'")
+        vectors, embedded = embed_samples(spark, split_rows, ref, top, job.embedding_store)
+    else:
+        check_chat_template(samples, ref, "--base" if stage == "sft" else "--init")
     if job.num_processes:
         from pyspark.ml.torch.distributor import TorchDistributor
 
         distributor = TorchDistributor(
             num_processes=job.num_processes, local_mode=job.local_mode, use_gpu=job.use_gpu
         )
-        summary = distributor.run(train, stage, samples, model, job.output, config)
+        summary = distributor.run(train, stage, samples, ref, job.output, config, vectors)
     else:
-        summary = train(stage, samples, model, job.output, config)
+        summary = train(stage, samples, ref, job.output, config, vectors)
     summary = {"job": f"train-{stage}", "backbone": backbone, "model": model,
-               "output": job.output, "total_seconds": round(time.time() - started, 1),
-               **{k: v for k, v in summary.items() if k != "curve"}}
+               "model_digest": ref.digest, "output": job.output,
+               "total_seconds": round(time.time() - started, 1),
+               **{k: v for k, v in summary.items() if k != "curve"}, "embeddings": embedded}
     return summary
 
 

@@ -36,7 +36,7 @@ def test_length_sorted_batches_return_vectors_in_input_order(encoder):
     # Each text alone (no padding, no sorting): the reference, computed without batching.
     alone = torch.cat([encode_texts(encoder, [t], "fp32") for t in texts])
     assert torch.allclose(batched, alone, atol=1e-5)
-    lengths = [len(encoder.tokenizer(t)["input_ids"]) for t in texts]
+    lengths = [len(i) for i in encoder.token_ids(texts)]
     sorted_batches = length_sorted_batches(lengths, 4)
     input_batches = [list(range(i, min(i + 4, 23))) for i in range(0, 23, 4)]
     assert padding_ratio(lengths, sorted_batches) < padding_ratio(lengths, input_batches)
@@ -71,7 +71,9 @@ def _ranked(spark, path):
     return spark.read.format("delta").load(path).toPandas().sort_values(["qid", "docid"])
 
 
-def test_store_gives_the_same_results_and_encodes_only_what_changed(spark, tmp_path, monkeypatch):
+def test_store_gives_the_same_results_and_encodes_only_what_changed(
+    spark, tmp_path, monkeypatch, fault
+):
     from delta.tables import DeltaMergeBuilder
 
     cand, store = str(tmp_path / "cand"), str(tmp_path / "store")
@@ -113,6 +115,16 @@ def test_store_gives_the_same_results_and_encodes_only_what_changed(spark, tmp_p
         patch.setattr(DeltaMergeBuilder, "execute", crash)
         with pytest.raises(RuntimeError, match="killed before commit"):
             rerank_job.run(job, settings)
+    assert _version(spark, store) == version
+    assert spark.read.format("delta").load(store).count() == 10
+    # The same with the fault injector (tests/faults/sitecustomize.py): every attempt of the task
+    # encoding the new text is killed right after encoding, so the MERGE never runs.
+    marker = tmp_path / "embedded.marker"
+    fault(f"kill-embedded:{marker}")
+    with pytest.raises(Exception, match="(?i)python worker|abort|fail"):
+        rerank_job.run(job, settings)
+    fault("")
+    assert marker.exists()  # the text was encoded, then its worker died
     assert _version(spark, store) == version
     assert spark.read.format("delta").load(store).count() == 10
     assert rerank_job.run(job, settings)["embeddings"]["encoded"] == 1

@@ -108,4 +108,4 @@ def test_train_runs_sft_then_rl_and_shows_both_curves(spark, samples_table, tmp_
         assert [point["step"] for point in summary["curve"]] == list(range(1, steps + 1))
         assert f"|step|{value}|" in out.replace(" ", "")
         assert (tmp_path / "model" / f"{stage}-curve.png").read_bytes().startswith(b"\x89PNG")
-    assert summary["source"] == "model/sft" and summary["config"]["rollouts"] == 4
+    assert summary["source"] == str((tmp_path / "model/sft").resolve()) and summary["config"]["rollouts"] == 4

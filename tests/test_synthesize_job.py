@@ -68,11 +68,14 @@ def test_samples_table(spark, run_synthesis):
 
 
 def test_teacher_ranks_match_an_independent_computation(spark, run_synthesis):
-    from grouprank.retrieval import load_encoder
+    from sentence_transformers import SentenceTransformer
+
+    from grouprank.retrieval import encoder_dir
 
     _, _, _, out = run_synthesis
     rows = spark.read.format("delta").load(out).toPandas()
-    encoder = load_encoder()
+    # sentence-transformers itself, not the job's encoder (grouprank.lean_encoder's): independent.
+    encoder = SentenceTransformer(str(encoder_dir()), device="cpu")
     row = rows[rows.qid == "s2"].iloc[0]  # s2 has 20 candidates: its pool is all of them
     texts = {f"s2-{i}": t for (q, _, d, t, _, i) in [(r[0], 0, r[2], r[3], 0, int(r[2].split("-")[1])) for r in _rows()] if q == "s2"}
     pool = [f"s2-{i}" for i in range(20)]

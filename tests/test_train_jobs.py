@@ -107,11 +107,102 @@ def test_llm_training_refuses_prompts_in_another_models_chat_format(
 
 
 def test_backbone_follows_the_model_argument(tiny_model_dir, tmp_path):
+    from grouprank.models import CAUSAL_LM, GROUP_ENCODER, SENTENCE_ENCODER, base_ref
     from grouprank.retrieval import encoder_dir
+    from jobs.configs import RLOptions, TrainJob
+    from jobs.training import check
 
-    assert backbone_of("minilm") == "group-encoder"
-    assert backbone_of(str(encoder_dir())) == "group-encoder"
-    assert backbone_of(str(tiny_model_dir)) == "llm"
-    assert backbone_of("smollm2") == "llm"
+    def backbone(model):
+        return backbone_of(base_ref(model))
+
+    assert backbone("minilm") == "group-encoder"
+    assert backbone(str(encoder_dir())) == "group-encoder"
+    assert backbone(str(tiny_model_dir)) == "llm"
+    assert backbone("smollm2") == "llm"
+    assert [base_ref(m).kind for m in ("minilm", "default", "smollm2")] == [
+        SENTENCE_ENCODER, GROUP_ENCODER, CAUSAL_LM]
+    assert base_ref("minilm").path() == encoder_dir()
     with pytest.raises(ValueError, match="is not a model"):
-        backbone_of(str(tmp_path))
+        base_ref(str(tmp_path))
+    job = TrainJob(samples=str(tmp_path / "samples"), output=str(tmp_path / "out"))
+    assert check(job, "minilm").kind == SENTENCE_ENCODER
+    with pytest.raises(ValueError, match="sentence encoder with no head"):
+        check(job, "minilm", RLOptions())
+
+
+def test_training_through_the_embedding_store_gives_the_same_head(
+    spark, samples_table, tmp_path, capsys
+):
+    """train-sft embeds the samples' texts in a Spark stage, with or without the store, and
+    trains the head the trainer trains alone; a rerun encodes nothing, and train-rl from the
+    checkpoint and rerank share the store's rows (one key per encoder)."""
+    import numpy as np
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    from grouprank.models import base_ref, model_ref
+    from grouprank.training.group_encoder import train_sft
+    from jobs.configs import TrainJob
+    from jobs.embeddings import store_key
+    from jobs.training import GROUP_ENCODER, config_for, read_samples
+
+    store = str(tmp_path / "store")
+    sft_rows = make_samples(12, "sft")
+    rl_rows = make_samples(8, "rl", seed=1)
+    sft_texts = set(sft_rows["query"]) | {t for block in sft_rows["texts"] for t in block}
+    rl_texts = set(rl_rows["query"]) | {t for block in rl_rows["texts"] for t in block}
+
+    def job(stage: str, start: str, out: str, *extra: str) -> dict:
+        flag = "--base" if stage == "sft" else "--init"
+        argv = [flag, start] + _flags(samples_table, tmp_path / out, max_steps=3) + list(extra)
+        if stage == "rl":
+            argv += ["--rollouts", "4"]
+        assert stage_main(f"train-{stage}", argv) == 0
+        return json.loads(capsys.readouterr().out.split("summary: ", 1)[1])
+
+    def trained(out: str) -> tuple[list[float], dict]:
+        summary = json.loads((tmp_path / out / "training_summary.json").read_text())
+        head = load_file(str(tmp_path / out / "head.safetensors"))
+        return [s["loss"] for s in summary["curve"]], head
+
+    plain = job("sft", "minilm", "plain")
+    assert plain["embeddings"] == {**plain["embeddings"], "texts": len(sft_texts),
+                                   "encoded": len(sft_texts), "store": None}
+    first = job("sft", "minilm", "first", "--embedding-store", store)
+    assert (first["embeddings"]["encoded"], first["embeddings"]["reused"]) == (len(sft_texts), 0)
+    again = job("sft", "minilm", "again", "--embedding-store", store)
+    assert (again["embeddings"]["encoded"], again["embeddings"]["reused"]) == (0, len(sft_texts))
+    assert spark.read.format("delta").load(store).count() == len(sft_texts)
+    # The trainer alone, in-process encoding, the job's config.
+    samples = read_samples(spark, samples_table, "")
+    config = config_for(GROUP_ENCODER, TrainJob(samples_table, "x", epochs=2, max_steps=3,
+                                                batch_size=4))
+    train_sft(samples, "minilm", tmp_path / "alone", config)
+    curve, head = trained("plain")
+    for out in ("first", "again", "alone"):
+        other_curve, other_head = trained(out)
+        assert np.allclose(other_curve, curve, atol=1e-6, rtol=0), out
+        # The trainer alone encodes in this process, with its own torch thread count, so its
+        # vectors may differ from the Spark workers' in the last bits (~1e-7); Adam's
+        # per-weight normalisation can turn that into larger differences on weights whose
+        # gradient is near zero. The curve above is still within 1e-6 for all three.
+        atol = 1e-3 if out == "alone" else 1e-6
+        worst = max(float((head[k] - other_head[k]).abs().max()) for k in head)
+        assert worst <= atol, (out, worst)
+    # train-rl from the checkpoint reads the rows train-sft added: its key is the base's.
+    rl = job("rl", str(tmp_path / "first"), "rl", "--embedding-store", store)
+    assert rl["embeddings"]["reused"] == len(rl_texts & sft_texts)
+    assert rl["embeddings"]["encoded"] == len(rl_texts - sft_texts)
+    settings = RerankSettings(precision=first["embeddings"]["precision"])
+    assert store_key(settings, base_ref("minilm")) == store_key(settings, model_ref("default"))
+    assert pd.Series(sorted(sft_texts | rl_texts)).size == spark.read.format("delta").load(
+        store).count()
+
+
+def test_an_llm_backbone_refuses_the_embedding_store(samples_table, tiny_model_dir, tmp_path,
+                                                     capsys):
+    argv = ["--base", str(tiny_model_dir), "--embedding-store", str(tmp_path / "store")]
+    assert stage_main("train-sft", argv + _flags(samples_table, tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--embedding-store needs a group-encoder model" in err[0]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "store").exists()

@@ -2,9 +2,13 @@
 
     summary = train_sft(samples, "minilm", "ckpt/sft", EncoderTrainConfig())
     summary = train_rl(samples, "ckpt/sft", "ckpt/rl", EncoderTrainConfig())
+    summary = train_sft(samples, "minilm", "ckpt/sft", config, vectors=lookup)  # from a job
 
-The sentence encoder is frozen and its embeddings are cached on disk (``embedding_cache``), so
-both stages train only the small head: minutes on a CPU.
+The sentence encoder is frozen, so both stages train only the small head: minutes on a CPU. The
+train-sft / train-rl jobs embed the samples' texts in a Spark stage (through the embedding store
+with ``--embedding-store``) and pass ``vectors``, sha256(text) -> embedding; called without
+them (tests, bench scripts) the trainer encodes in this process, each distinct text once
+(``grouprank.encoding.embed_in_memory``: memory only, no files).
 
 * **SFT (distillation).** Each document's 0..10 distribution is pulled towards its target score
   (a soft label on the two nearest integers: 6.3 -> 0.7 on 6, 0.3 on 7) and the group's expected
@@ -35,7 +39,7 @@ import math
 import resource
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,12 +53,18 @@ from grouprank.backends.group_encoder import (
     GroupEncoderConfig,
     GroupHead,
     expected_scores,
-    is_group_encoder_dir,
     load_head,
     pad_groups,
     save_head,
 )
-from grouprank.embeddings import embed_cached
+from grouprank.encoding import embed_in_memory, text_digest
+from grouprank.models import (
+    CAUSAL_LM,
+    GROUP_ENCODER,
+    SHIPPED_ENCODER_NAMES,
+    ModelRef,
+    base_ref,
+)
 from grouprank.reward import ALL_TERMS, group_reward
 
 log = logging.getLogger(__name__)
@@ -130,18 +140,24 @@ class _Data:
 
 
 def train_sft(
-    samples: pd.DataFrame, base: str, output: str | Path, config: EncoderTrainConfig
+    samples: pd.DataFrame, base: str | ModelRef, output: str | Path,
+    config: EncoderTrainConfig, vectors: Mapping[str, Sequence[float]] | None = None,
 ) -> dict:
     """Distils the ``sft`` split's targets into a group-encoder head; writes a checkpoint.
 
     ``base``: ``"minilm"`` (or ``"encoder"``) for a fresh head on the shipped MiniLM, an encoder
     directory for a fresh head on that encoder, or a group-encoder checkpoint to continue from.
-    Returns the training summary (also written to ``OUTPUT/training_summary.json``).
+    ``vectors``: sha256(text) -> embedding of every text read (the job's embedding stage); None
+    encodes them here. Returns the training summary (also written to
+    ``OUTPUT/training_summary.json``).
     """
-    if is_group_encoder_dir(base):
-        head = load_head(base)
+    ref = base_ref(base)
+    if ref.kind == CAUSAL_LM:
+        raise ValueError(f"--base {ref.spec!r} is a causal LM, not a sentence or group encoder")
+    if ref.kind == GROUP_ENCODER:
+        head = load_head(ref.path())
     else:
-        encoder = SHIPPED_ENCODER if base in (SHIPPED_ENCODER, "encoder") else base
+        encoder = SHIPPED_ENCODER if ref.spec in SHIPPED_ENCODER_NAMES else ref.spec
         torch.manual_seed(config.seed)
         head = GroupHead(
             GroupEncoderConfig(
@@ -150,7 +166,7 @@ def train_sft(
                 context_top=config.context_top,
             )
         )
-    data = _prepare(samples, "sft", head.config)
+    data = _prepare(samples, "sft", head.config, vectors)
     optimizer = torch.optim.AdamW(
         head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -167,20 +183,27 @@ def train_sft(
         optimizer.step()
         return {"loss": loss.item(), **parts}
 
-    return _run("sft", head, optimizer, data, step, output, config, base)
+    return _run("sft", head, optimizer, data, step, output, config, ref.spec)
 
 
 def train_rl(
-    samples: pd.DataFrame, init: str | Path, output: str | Path, config: EncoderTrainConfig
+    samples: pd.DataFrame, init: str | Path | ModelRef, output: str | Path,
+    config: EncoderTrainConfig, vectors: Mapping[str, Sequence[float]] | None = None,
 ) -> dict:
-    """GRPO on the ``rl`` split from the SFT checkpoint ``init`` (also the frozen reference)."""
-    if not is_group_encoder_dir(init):
-        raise ValueError(f"--init {str(init)!r} is not a group-encoder checkpoint (no grouprank.json)")
-    head = load_head(init)
+    """GRPO on the ``rl`` split from the SFT checkpoint ``init`` (also the frozen reference);
+    ``vectors`` as for ``train_sft``."""
+    try:
+        ref = base_ref(init)
+    except ValueError:
+        ref = None
+    if ref is None or ref.kind != GROUP_ENCODER:
+        name = str(getattr(init, "spec", init))
+        raise ValueError(f"--init {name!r} is not a group-encoder checkpoint (no grouprank.json)")
+    head = load_head(ref.path())
     reference = copy.deepcopy(head).eval()
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
-    data = _prepare(samples, "rl", head.config)
+    data = _prepare(samples, "rl", head.config, vectors)
     optimizer = torch.optim.AdamW(
         head.parameters(), lr=config.rl_learning_rate, weight_decay=config.weight_decay
     )
@@ -189,7 +212,7 @@ def train_rl(
     def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         return grpo_step(head, reference, optimizer, batch, config, generator)
 
-    return _run("rl", head, optimizer, data, step, output, config, str(init), generator)
+    return _run("rl", head, optimizer, data, step, output, config, ref.spec, generator)
 
 
 def sft_loss(
@@ -427,15 +450,24 @@ def _resume(
     return int(state["step"]), json.loads((last / "curve.json").read_text())
 
 
-def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _Data:
-    """The split's rows with cached encoder embeddings; fails on an empty split."""
+def _prepare(
+    samples: pd.DataFrame, split: str, config: GroupEncoderConfig,
+    lookup: Mapping[str, Sequence[float]] | None = None,
+) -> _Data:
+    """The split's rows with their encoder embeddings (from ``lookup``, else encoded here);
+    fails on an empty split."""
     rows = samples[samples["split"] == split] if "split" in samples else samples
     if rows.empty:
         raise ValueError(f"the samples hold no {split!r} rows; synthesize with a matching split")
     rows = rows.sort_values("sample_id", kind="stable")
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        if lookup is None:
+            return embed_in_memory(config.encoder, texts, config.max_doc_tokens)
+        return _looked_up(lookup, texts)
+
     texts = [str(t) for block in rows["texts"] for t in block]
-    vectors = embed_cached(config.encoder, list(rows["query"].astype(str)) + texts,
-                           config.max_doc_tokens)
+    vectors = embed(list(rows["query"].astype(str)) + texts)
     queries = vectors[: len(rows)]
     flat = vectors[len(rows) :]
     docs, start = [], 0
@@ -456,7 +488,7 @@ def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _
         feedback = [[str(t) for t in block][: config.context_top] for block in rows["feedback_texts"]]
         flat_feedback = [t for block in feedback for t in block]
         if flat_feedback:
-            encoded = embed_cached(config.encoder, flat_feedback, config.max_doc_tokens)
+            encoded = embed(flat_feedback)
             start = 0
             for i, block in enumerate(feedback):
                 if block:
@@ -465,3 +497,15 @@ def _prepare(samples: pd.DataFrame, split: str, config: GroupEncoderConfig) -> _
                 start += len(block)
     return _Data(queries, docs, first_stage, targets, ranks, contexts)
 
+
+
+def _looked_up(lookup: Mapping[str, Sequence[float]], texts: list[str]) -> torch.Tensor:
+    """The vectors of ``texts`` from a sha256(text) -> vector lookup; fails naming a missing one."""
+    rows = []
+    for text in texts:
+        vector = lookup.get(text_digest(text))
+        if vector is None:
+            raise ValueError(f"no embedding for the text {text[:60]!r} (sha256 "
+                             f"{text_digest(text)}) among the {len(lookup)} the job computed")
+        rows.append(torch.as_tensor(np.asarray(vector, dtype=np.float32)))
+    return torch.stack(rows) if rows else torch.zeros(0, 0)

@@ -4,8 +4,9 @@ missing means none, so one long-lived session takes a new fault per test) is set
 
 Python imports ``sitecustomize`` at start-up from PYTHONPATH, so with this folder on the path
 every Spark Python worker patches ``udfs.scoring._score_chunk`` (and, for kill-once, the
-synthesis job's ``udfs.synthesis._teacher_scores``) as soon as it is imported, and a job's driver
-patches ``jobs.tables.write_run_date_partition``:
+synthesis job's ``udfs.synthesis._teacher_scores``; for kill-embedded, the embedding stage's
+``udfs.embedding._embed_batch``) as soon as it is imported, and a job's driver patches
+``jobs.tables.write_run_date_partition``:
 
     kill-once:MARKER   the first chunk scored (or batch of pools taught) anywhere kills its
                        worker process (os._exit)
@@ -15,6 +16,9 @@ patches ``jobs.tables.write_run_date_partition``:
     garbage:FRACTION   that fraction of groups get garbage model output (through the real parser)
     barrier:DIR:N      the driver waits before its Delta write until N writers are waiting in DIR,
                        so concurrent jobs commit at the same moment
+    kill-embedded:MARKER  every batch of texts embedded kills its worker right after encoding
+                       (its pid appended to MARKER first): every attempt of the embedding task
+                       dies, so the job fails after encoding and before the store's MERGE commits
 """
 
 import importlib.abc
@@ -105,6 +109,21 @@ def _patch_synthesis(module) -> None:
     module._teacher_scores = teacher_scores
 
 
+def _patch_embedding(module) -> None:
+    original = module._embed_batch
+
+    def embed_batch(encode, batch):
+        frame = original(encode, batch)
+        kind, arg = fault()
+        if kind == "kill-embedded":
+            with open(arg, "a") as marker:
+                marker.write(f"{os.getpid()} {len(frame)}\n")
+            os._exit(137)
+        return frame
+
+    module._embed_batch = embed_batch
+
+
 def _patch(module) -> None:
     original = module._score_chunk
 
@@ -150,7 +169,7 @@ class _GarbageScorer:
 
 
 _PATCHES = {"udfs.scoring": _patch, "udfs.synthesis": _patch_synthesis,
-            "jobs.tables": _patch_tables}
+            "udfs.embedding": _patch_embedding, "jobs.tables": _patch_tables}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
