@@ -90,18 +90,35 @@ class EncoderTeacher:
         queries, docs = vectors[: len(groups)], vectors[len(groups) :]
         results, start = [], 0
         for query, group in zip(queries, groups):
-            block = docs[start : start + len(group.texts)]
+            results.append(cosine_result(query, docs[start : start + len(group.texts)]))
             start += len(group.texts)
-            cosine = block @ query
-            results.append(
-                GroupResult(
-                    scores=[float(10.0 * max(0.0, c)) for c in cosine],
-                    statuses=[OK] * len(group.texts),
-                    prompt_tokens=0,
-                    generated_tokens=0,
-                )
-            )
         return results
+
+
+def cosine_result(query_vector, doc_vectors) -> GroupResult:
+    """The encoder teacher's 0-10 scores from normalised vectors: 10 × max(0, cosine).
+
+    ``EncoderTeacher`` calls it on the vectors it encodes; the synthesis job calls it on vectors
+    read from an embedding store (``--embedding-store``), so both give the same scores.
+    """
+    import numpy as np
+
+    cosine = np.asarray(doc_vectors, dtype=np.float32) @ np.asarray(query_vector, dtype=np.float32)
+    return GroupResult(
+        scores=[float(10.0 * max(0.0, c)) for c in cosine],
+        statuses=[OK] * len(cosine),
+        prompt_tokens=0,
+        generated_tokens=0,
+    )
+
+
+def encoder_ref(spec: TeacherSpec):
+    """The ``ModelRef`` of an encoder teacher's sentence encoder (its embedding store key)."""
+    from grouprank.models import base_ref
+
+    if spec.kind != ENCODER:
+        raise ValueError(f"teacher {spec.id} is not an encoder teacher")
+    return base_ref(spec.model or "minilm")
 
 
 def load_teacher(spec: TeacherSpec, device: str = "cpu"):

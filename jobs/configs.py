@@ -127,6 +127,9 @@ class SynthesizeJob:
     max_doc_tokens: int = 256
     # Partitions of query rows fed to the teachers; 0 = Spark's default parallelism.
     partitions: int = 0
+    # Encoder teacher: Delta table (path or name) of sentence-encoder embeddings, the one rerank's
+    # --embedding-store writes: texts found there are not encoded again, new ones are added.
+    embedding_store: str | None = None
 
 
 @dataclass(frozen=True)

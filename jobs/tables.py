@@ -255,6 +255,10 @@ def create_delta_table(
 
 # A concurrent commit to the same table is retried this many times in all.
 MERGE_ATTEMPTS = 4
+# Delta's optimistic-concurrency conflicts, which a retry against the new snapshot resolves:
+# Concurrent{Append,DeleteRead,DeleteDelete,Transaction}Exception, and Protocol/MetadataChanged,
+# which two writers creating the same table at once get (the one whose CREATE lost).
+_CONFLICT = re.compile(r"Concurrent|ProtocolChanged|MetadataChanged")
 
 
 def insert_new_rows(
@@ -282,7 +286,9 @@ def insert_new_rows(
             target.alias("s").merge(new.alias("n"), condition).whenNotMatchedInsertAll().execute()
             return count
         except Exception as err:
-            if "Concurrent" not in type(err).__name__ + str(err)[:200] or attempt == MERGE_ATTEMPTS:
+            if not _CONFLICT.search(type(err).__name__ + str(err)[:300]) or (
+                attempt == MERGE_ATTEMPTS
+            ):
                 raise
             log.warning("%s %s changed under us (%s); retrying", what, ref, type(err).__name__)
             time.sleep(attempt)

@@ -5,6 +5,7 @@ No qrels table exists anywhere in these tests: synthesis must not need one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -105,3 +106,37 @@ def test_bad_teacher_fails_before_work(tmp_path, capsys):
     code = stage_main("synthesize", ["--candidates", str(tmp_path), "--output", str(tmp_path / "o"),
                            "--run-date", "2026-11-27", "--pointwise-teacher", "gpt"])
     assert code == 2 and "teacher 'gpt'" in capsys.readouterr().err
+
+
+def test_embedding_store_gives_the_same_samples_and_encodes_each_text_once(
+    spark, run_synthesis, tmp_path
+):
+    """With --embedding-store the encoder teacher reads its vectors from rerank's store: the same
+    samples as without it, and a second night encodes nothing."""
+    job, settings, _, out = run_synthesis
+    store = str(tmp_path / "store")
+    stored = dataclasses.replace(job, output=str(tmp_path / "samples"), embedding_store=store)
+    first = synth_job.run(stored, settings)
+    # Every text down to pool_depth (50) of each query, and the 3 queries, once each.
+    kept = [r for r in _rows() if int(r[2].split("-")[1]) < settings.pool_depth]
+    texts = {r[3] for r in kept} | {r[1] for r in kept}
+    assert first["embeddings"] == {"texts": len(texts), "encoded": len(texts), "reused": 0,
+                                   "store": store}
+    columns = ["sample_id", "docids", "pointwise_ranks", "listwise_ranks", "target_ranks"]
+    plain = spark.read.format("delta").load(out).toPandas().sort_values("sample_id")
+    with_store = spark.read.format("delta").load(stored.output).toPandas().sort_values("sample_id")
+    for column in columns:
+        assert [np.asarray(v).tolist() for v in plain[column]] == [
+            np.asarray(v).tolist() for v in with_store[column]], column
+    assert np.allclose(np.concatenate(plain.target_scores.to_list()),
+                       np.concatenate(with_store.target_scores.to_list()), atol=1e-5)
+    again = synth_job.run(stored, settings)
+    assert (again["embeddings"]["encoded"], again["embeddings"]["reused"]) == (0, len(texts))
+
+
+def test_embedding_store_needs_an_encoder_teacher(tmp_path, capsys):
+    code = stage_main("synthesize", [
+        "--candidates", str(tmp_path), "--output", str(tmp_path / "o"), "--run-date",
+        "2026-11-27", "--pointwise-teacher", "first-stage", "--embedding-store", str(tmp_path / "s"),
+    ])
+    assert code == 2 and "--embedding-store needs an encoder teacher" in capsys.readouterr().err

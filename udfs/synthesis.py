@@ -1,7 +1,9 @@
 """The synthesis UDF: one row per query's candidates in, that query's training samples out.
 
 Teachers load once per Python worker (cached like the reranking model) and score every pool of
-an Arrow batch in one call; everything else is ``grouprank.synthesis``.
+an Arrow batch in one call; everything else is ``grouprank.synthesis``. With an embedding store
+the pools arrive with their vectors (``query_vector``, ``vectors``), and the encoder teacher
+scores from them without loading its encoder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from grouprank.backends import GroupInput
 from grouprank.backends.base import check_result
 from grouprank.models import ModelRef
 from grouprank.parsing import OK
-from grouprank.teachers import FIRST_STAGE, TeacherSpec, load_teacher, teacher_digest
+from grouprank.teachers import (
+    ENCODER,
+    FIRST_STAGE,
+    TeacherSpec,
+    cosine_result,
+    load_teacher,
+    teacher_digest,
+)
 from schemas.samples import FEEDBACK_TEXTS, SAMPLES
 from udfs.cache import cached, task_device
 
@@ -60,14 +69,18 @@ def synthesize_udf(
 
 class _Pool:
     def __init__(
-        self, qid: str, query: str, docids: list, texts: list, scores: list, ranks: list
+        self, qid: str, query: str, docids: list, texts: list, scores: list, ranks: list,
+        query_vector=None, vectors: list | None = None,
     ) -> None:
         self.qid, self.query = qid, query
         self.docids, self.texts, self.scores, self.ranks = docids, texts, scores, ranks
+        # From the embedding store, when the job has one; None otherwise.
+        self.query_vector, self.vectors = query_vector, vectors
 
 
 def _pool(row, settings: syn.SynthesisSettings) -> _Pool:
     keep = syn.sample_pool(len(row.docids), row.qid, settings)
+    vectors = getattr(row, "vectors", None)
     return _Pool(
         row.qid,
         row.query,
@@ -75,6 +88,8 @@ def _pool(row, settings: syn.SynthesisSettings) -> _Pool:
         [row.texts[i] for i in keep],
         [float(row.scores[i]) for i in keep],
         [int(row.ranks[i]) for i in keep],
+        getattr(row, "query_vector", None),
+        None if vectors is None else [vectors[i] for i in keep],
     )
 
 
@@ -84,8 +99,12 @@ def _teacher_scores(
     """0-10 scores per pooled document; None where the teacher gave none."""
     if spec.kind == FIRST_STAGE:
         return [_minmax10(p.scores) for p in pools]
-    teacher = cached(("teacher", spec), lambda: load_teacher(spec, device))
-    results = teacher.score_groups([GroupInput(p.query, tuple(p.texts)) for p in pools])
+    if spec.kind == ENCODER and pools[0].vectors is not None:
+        results = [cosine_result(_vector(p.query_vector, p.qid), [
+            _vector(v, p.qid) for v in p.vectors]) for p in pools]
+    else:
+        teacher = cached(("teacher", spec), lambda: load_teacher(spec, device))
+        results = teacher.score_groups([GroupInput(p.query, tuple(p.texts)) for p in pools])
     if len(results) != len(pools):
         raise RuntimeError(
             f"teacher {spec.id} returned {len(results)} results for {len(pools)} pools"
@@ -96,6 +115,12 @@ def _teacher_scores(
         [s if st == OK else None for s, st in zip(r.scores, r.statuses, strict=True)]
         for r in results
     ]
+
+
+def _vector(value, qid: str):
+    if value is None:  # refresh_store returns every text's vector; this would be a bug
+        raise RuntimeError(f"a text of the pool of qid {qid!r} has no vector in the store")
+    return value
 
 
 def _minmax10(values: list[float]) -> list[float | None]:
