@@ -103,14 +103,19 @@ def test_dense_and_hybrid_match_the_libraries(spark, tables):
     minilm = _minilm_scores("dog")
     order = sorted(range(5), key=lambda i: (minilm[i], f"d{i + 1}"), reverse=True)[:3]
     assert [d for d, _, _ in dense["q2"]] == [f"d{i + 1}" for i in order]
+    # The job encodes at precision "auto": bf16 on a CPU with native bf16 (avx512_bf16 or AMX),
+    # which moves cosines by ~1e-3 from sentence-transformers' fp32; fp32 elsewhere.
+    from grouprank.encoding import resolve_precision
+
+    tol = 1e-5 if resolve_precision("auto") == "fp32" else 5e-3
     for docid, score, _ in dense["q2"]:
-        assert score == pytest.approx(float(minilm[int(docid[1]) - 1]), abs=1e-5)
+        assert score == pytest.approx(float(minilm[int(docid[1]) - 1]), abs=tol)
     hybrid = _rows(spark, _run(tables, "hybrid", alpha=0.5))
     bm25 = _bm25s_scores("dog").astype(np.float64)
     fused = 0.5 * (bm25 - bm25.min()) / (bm25.max() - bm25.min()) + 0.5 * (
         (minilm - minilm.min()) / (minilm.max() - minilm.min()))
     for docid, score, _ in hybrid["q2"]:
-        assert score == pytest.approx(float(fused[int(docid[1]) - 1]), abs=1e-5)
+        assert score == pytest.approx(float(fused[int(docid[1]) - 1]), abs=tol)
     assert [d for d, _, _ in hybrid["q2"]][0] == "d2"
 
 
