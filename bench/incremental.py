@@ -20,6 +20,10 @@ On the default model (group encoder over MiniLM), local[2], in one Spark session
    did not change got identical output.
 3. The same two nights for an LLM backbone (the tests' tiny random Llama) with ``--score-cache``:
    groups sent to the model each night, and the same identity check.
+4. ``synthesize-after-rerank``: the rerank job fills an embedding store from the Vaswani table,
+   then the synthesize job runs on the same candidates without the store (the encoder teacher
+   encodes its pools in memory) and with it (reads them): seconds and texts encoded of each, in
+   turn, and whether the two sample tables agree (teacher ranks).
 """
 
 from __future__ import annotations
@@ -161,6 +165,38 @@ def night_over_night(spark, deep: pd.DataFrame, work: Path, seed: int = 0,
     }
 
 
+def synthesize_after_rerank(spark, deep: pd.DataFrame, work: Path) -> dict:
+    """Synthesize with and without the store rerank has just filled (section 4)."""
+    from grouprank.settings import SynthesisSettings
+    from jobs.configs import SynthesizeJob
+    from jobs.stages import synthesize as synth_job
+
+    table, store = deep[deep["rank"] <= 100], str(work / "store")
+    cand = str(work / "candidates")
+    spark.createDataFrame(table, CANDIDATES).write.format("delta").mode("overwrite").save(cand)
+    rerank_job.run(rerank_job.RerankJob(cand, str(work / "reranked"), DAY.isoformat(),
+                                        embedding_store=store), RerankSettings(partitions=2))
+    settings, figures = SynthesisSettings(), {}
+    # Plain first: it pays the teacher's load in the Python workers, which then stay warm.
+    for name, used in (("without_store", None), ("with_store", store)):
+        job = SynthesizeJob(cand, str(work / f"samples-{name}"), DAY.isoformat(), partitions=2,
+                            embedding_store=used)
+        summary = synth_job.run(job, settings)
+        figures[name] = {"seconds": summary["seconds"], "pools": summary["pools"],
+                         "encoded": summary.get("embeddings", {}).get("encoded")}
+    a, b = (spark.read.format("delta").load(str(work / f"samples-{n}")).toPandas()
+            .sort_values("sample_id") for n in ("without_store", "with_store"))
+    from scipy.stats import kendalltau
+
+    pairs = list(zip(a.pointwise_ranks, b.pointwise_ranks))
+    figures["precision"] = summary["embeddings"]["precision"]
+    figures["samples_with_identical_teacher_ranks"] = (
+        f"{sum(list(x) == list(y) for x, y in pairs)} of {len(pairs)}")
+    figures["mean_kendall_tau_of_teacher_ranks"] = round(float(np.mean(
+        [kendalltau(x, y).statistic for x, y in pairs])), 4)
+    return {"rows": len(table), **figures}
+
+
 def _tiny_llama(target: Path) -> Path:
     """The tests' tiny random Llama (tests/tiny_model.py): the LLM path at a size this CPU runs."""
     import sys
@@ -202,6 +238,10 @@ def main() -> None:
         if "llm-night-over-night" in sections:
             llm = _tiny_llama(work / "tiny-llama")
             results["llm_night_over_night"] = night_over_night(spark, deep, work / "llm", llm=llm)
+            _save(results, args.out)
+        if "synthesize-after-rerank" in sections:
+            results["synthesize_after_rerank"] = synthesize_after_rerank(
+                spark, deep, work / "synthesize")
             _save(results, args.out)
         if "same-night" not in sections:
             spark.stop()

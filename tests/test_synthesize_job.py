@@ -121,7 +121,7 @@ def test_embedding_store_gives_the_same_samples_and_encodes_each_text_once(
     kept = [r for r in _rows() if int(r[2].split("-")[1]) < settings.pool_depth]
     texts = {r[3] for r in kept} | {r[1] for r in kept}
     assert first["embeddings"] == {"texts": len(texts), "encoded": len(texts), "reused": 0,
-                                   "store": store}
+                                   "store": store, "precision": first["embeddings"]["precision"]}
     columns = ["sample_id", "docids", "pointwise_ranks", "listwise_ranks", "target_ranks"]
     plain = spark.read.format("delta").load(out).toPandas().sort_values("sample_id")
     with_store = spark.read.format("delta").load(stored.output).toPandas().sort_values("sample_id")

@@ -14,7 +14,8 @@ DataFrame transforms of the synthesis job (no I/O): candidates in, training samp
 
     samples = synthesize(checked_candidates, settings, pointwise, listwise, run_date)
     # with an embedding store: the encoder teacher reads its vectors from it
-    vectors, report = pool_vectors(spark, STORE, checked_candidates, settings, ref, partitions)
+    vectors, report = pool_vectors(spark, STORE, checked_candidates, settings, ref, partitions,
+                                   store_precision(spark))
     samples = synthesize(..., vectors=vectors)
 """
 
@@ -95,22 +96,32 @@ def pool_sources(
 
 def pool_vectors(
     spark, store: str, candidates: DataFrame, settings: SynthesisSettings, ref: ModelRef,
-    partitions: int,
+    partitions: int, precision: str,
 ):
     """The vectors of every text the pools can hold, through the embedding ``store`` (texts it
     lacks are encoded and added, as rerank does): ``(EMBEDDINGS rows, EmbeddingReport)``.
 
     The key is rerank's for the same sentence encoder, so one store serves both jobs. Every
     text down to ``pool_depth`` is embedded, not only the ``pool_size`` a pool samples: those are
-    the texts a nightly rerank of the same table embeds anyway.
+    the texts a nightly rerank of the same table embeds anyway. ``precision`` is fp32 or bf16
+    (``store_precision``).
     """
     from grouprank.settings import RerankSettings
-    from jobs.embeddings import distinct_texts, driver_precision, refresh_store
+    from jobs.embeddings import distinct_texts, refresh_store
 
     # The embedding functions read only the precision (and trust_remote_code) of the settings.
-    precision = driver_precision(RerankSettings(), spark)
     texts = distinct_texts(pool_rows(candidates, settings))
-    return refresh_store(spark, store, texts, precision, ref, partitions)
+    return refresh_store(spark, store, texts, RerankSettings(precision=precision), ref,
+                         partitions)
+
+
+def store_precision(spark) -> str:
+    """The precision the encoder teacher's vectors are stored at: rerank's ``auto`` resolved
+    on the driver (bf16 on GPUs and CPUs with native bf16), as the teacher resolves it."""
+    from grouprank.settings import RerankSettings
+    from jobs.embeddings import driver_precision
+
+    return driver_precision(RerankSettings(), spark).precision
 
 
 def synthesize(
@@ -185,10 +196,11 @@ def run(job: SynthesizeJob, settings: SynthesisSettings) -> dict:
     vectors = embeddings = None
     if job.embedding_store:
         ref = encoder_ref(store_teacher(pointwise, listwise))
+        precision = store_precision(spark)
         vectors, found = pool_vectors(spark, job.embedding_store, candidates, settings, ref,
-                                      partitions)
+                                      partitions, precision)
         embeddings = {"texts": found.texts, "encoded": found.encoded, "reused": found.reused,
-                      "store": job.embedding_store}
+                      "store": job.embedding_store, "precision": precision}
     samples = synthesize(
         candidates, settings, pointwise, listwise, run_date, job.chat_model,
         job.max_doc_tokens, partitions, vectors,
