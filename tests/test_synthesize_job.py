@@ -137,6 +137,7 @@ def test_embedding_store_gives_the_same_samples_and_encodes_each_text_once(
 def test_embedding_store_needs_an_encoder_teacher(tmp_path, capsys):
     code = stage_main("synthesize", [
         "--candidates", str(tmp_path), "--output", str(tmp_path / "o"), "--run-date",
-        "2026-11-27", "--pointwise-teacher", "first-stage", "--embedding-store", str(tmp_path / "s"),
+        "2026-11-27", "--pointwise-teacher", "first-stage",
+        "--embedding-store", str(tmp_path / "s"),
     ])
     assert code == 2 and "--embedding-store needs an encoder teacher" in capsys.readouterr().err
