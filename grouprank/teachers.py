@@ -69,14 +69,16 @@ def parse_teacher(spec: str) -> TeacherSpec:
 class EncoderTeacher:
     """Cosine similarity of a sentence encoder, mapped to 0-10 (implements ``GroupScorer``)."""
 
-    def __init__(self, model_dir: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, model_dir: str | None = None, device: str = "cpu", precision: str = "auto"
+    ) -> None:
         from grouprank.backends.group_encoder import SHIPPED_ENCODER
         from grouprank.retrieval import encoder_dir
 
         # Embeddings are kept in this process's memory (grouprank.encoding.embed_in_memory):
         # the pools of different queries a worker teaches share most documents.
         self.encoder_name = model_dir or SHIPPED_ENCODER
-        self.device = device
+        self.device, self.precision = device, precision
         path = model_dir or str(encoder_dir())
         self.name = f"encoder:{path.rstrip('/').split('/')[-1]}"
 
@@ -85,7 +87,8 @@ class EncoderTeacher:
 
         texts = [t for g in groups for t in g.texts]
         vectors = embed_in_memory(
-            self.encoder_name, [g.query for g in groups] + texts, device=self.device
+            self.encoder_name, [g.query for g in groups] + texts, device=self.device,
+            precision=self.precision,
         ).numpy()
         queries, docs = vectors[: len(groups)], vectors[len(groups) :]
         results, start = [], 0
@@ -121,10 +124,11 @@ def encoder_ref(spec: TeacherSpec):
     return base_ref(spec.model or "minilm")
 
 
-def load_teacher(spec: TeacherSpec, device: str = "cpu"):
-    """Loads an encoder or LLM teacher as a ``GroupScorer`` (first-stage needs no model)."""
+def load_teacher(spec: TeacherSpec, device: str = "cpu", precision: str = "auto"):
+    """Loads an encoder or LLM teacher as a ``GroupScorer`` (first-stage needs no model).
+    ``precision`` is the encoder teacher's (LLM teachers run fp32 on CPU, bf16 on GPU)."""
     if spec.kind == ENCODER:
-        return EncoderTeacher(spec.model, device)
+        return EncoderTeacher(spec.model, device, precision)
     if spec.kind == LLM:
         from grouprank.models import load_scorer
         from grouprank.settings import RerankSettings

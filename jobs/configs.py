@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from grouprank.settings import ALL_TERMS, DEFAULT_ALPHA, Method
+from grouprank.settings import ALL_TERMS, DEFAULT_ALPHA, Method, Precision
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,10 @@ class SynthesizeJob:
     # Encoder teacher: Delta table (path or name) of sentence-encoder embeddings, the one rerank's
     # --embedding-store writes: texts found there are not encoded again, new ones are added.
     embedding_store: str | None = None
+    # Encoder teacher's precision: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.
+    # bf16 vectors depend slightly on their batch; fp32 gives the same samples with or without
+    # the store.
+    precision: Precision = "auto"
 
 
 @dataclass(frozen=True)

@@ -112,16 +112,19 @@ def test_embedding_store_gives_the_same_samples_and_encodes_each_text_once(
     spark, run_synthesis, tmp_path
 ):
     """With --embedding-store the encoder teacher reads its vectors from rerank's store: the same
-    samples as without it, and a second night encodes nothing."""
-    job, settings, _, out = run_synthesis
-    store = str(tmp_path / "store")
-    stored = dataclasses.replace(job, output=str(tmp_path / "samples"), embedding_store=store)
+    samples as without it (in fp32: bf16 vectors depend on their batch), and a second night
+    encodes nothing."""
+    job, settings, _, _ = run_synthesis
+    store, out = str(tmp_path / "store"), str(tmp_path / "plain")
+    synth_job.run(dataclasses.replace(job, output=out, precision="fp32"), settings)
+    stored = dataclasses.replace(job, output=str(tmp_path / "samples"), embedding_store=store,
+                                 precision="fp32")
     first = synth_job.run(stored, settings)
     # Every text down to pool_depth (50) of each query, and the 3 queries, once each.
     kept = [r for r in _rows() if int(r[2].split("-")[1]) < settings.pool_depth]
     texts = {r[3] for r in kept} | {r[1] for r in kept}
     assert first["embeddings"] == {"texts": len(texts), "encoded": len(texts), "reused": 0,
-                                   "store": store, "precision": first["embeddings"]["precision"]}
+                                   "store": store, "precision": "fp32"}
     columns = ["sample_id", "docids", "pointwise_ranks", "listwise_ranks", "target_ranks"]
     plain = spark.read.format("delta").load(out).toPandas().sort_values("sample_id")
     with_store = spark.read.format("delta").load(stored.output).toPandas().sort_values("sample_id")

@@ -38,9 +38,10 @@ def synthesize_udf(
     listwise: TeacherSpec,
     chat_model: ModelRef,
     max_doc_tokens: int,
+    precision: str = "auto",
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Builds the ``mapInPandas`` function from ``POOL_SOURCES`` rows to ``SAMPLES`` rows
-    (without ``run_date``, which the transform adds)."""
+    (without ``run_date``, which the transform adds); ``precision`` is the encoder teacher's."""
     teachers = json.dumps(
         {
             "pointwise": {"id": pointwise.id, "digest": teacher_digest(pointwise)},
@@ -57,8 +58,8 @@ def synthesize_udf(
             chat = cached(("chat", chat_model.spec, chat_model.digest),
                           lambda: _ChatPrompts(chat_model, max_doc_tokens))
             pools = [_pool(row, settings) for row in batch.itertuples(index=False)]
-            p_scores = _teacher_scores(pointwise, pools, device)
-            l_scores = _teacher_scores(listwise, pools, device)
+            p_scores = _teacher_scores(pointwise, pools, device, precision)
+            l_scores = _teacher_scores(listwise, pools, device, precision)
             rows = []
             for pool, ps, ls in zip(pools, p_scores, l_scores, strict=True):
                 rows.extend(_samples(pool, ps, ls, settings, teachers, chat))
@@ -94,7 +95,7 @@ def _pool(row, settings: syn.SynthesisSettings) -> _Pool:
 
 
 def _teacher_scores(
-    spec: TeacherSpec, pools: list[_Pool], device: str
+    spec: TeacherSpec, pools: list[_Pool], device: str, precision: str = "auto"
 ) -> list[list[float | None]]:
     """0-10 scores per pooled document; None where the teacher gave none."""
     if spec.kind == FIRST_STAGE:
@@ -103,7 +104,8 @@ def _teacher_scores(
         results = [cosine_result(_vector(p.query_vector, p.qid), [
             _vector(v, p.qid) for v in p.vectors]) for p in pools]
     else:
-        teacher = cached(("teacher", spec), lambda: load_teacher(spec, device))
+        teacher = cached(("teacher", spec, precision),
+                         lambda: load_teacher(spec, device, precision))
         results = teacher.score_groups([GroupInput(p.query, tuple(p.texts)) for p in pools])
     if len(results) != len(pools):
         raise RuntimeError(

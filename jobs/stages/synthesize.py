@@ -115,13 +115,14 @@ def pool_vectors(
                          partitions)
 
 
-def store_precision(spark) -> str:
-    """The precision the encoder teacher's vectors are stored at: rerank's ``auto`` resolved
-    on the driver (bf16 on GPUs and CPUs with native bf16), as the teacher resolves it."""
+def store_precision(spark, precision: str = "auto") -> str:
+    """The precision the encoder teacher's vectors are stored at: ``precision``, with
+    ``auto`` resolved on the driver as rerank resolves it (bf16 on GPUs and CPUs with native
+    bf16, else fp32)."""
     from grouprank.settings import RerankSettings
     from jobs.embeddings import driver_precision
 
-    return driver_precision(RerankSettings(), spark).precision
+    return driver_precision(RerankSettings(precision=precision), spark).precision
 
 
 def synthesize(
@@ -134,14 +135,16 @@ def synthesize(
     max_doc_tokens: int = 256,
     partitions: int | None = None,
     vectors: DataFrame | None = None,
+    precision: str = "auto",
 ) -> DataFrame:
     """Builds the samples table (``schemas.SAMPLES``) from a checked candidates table. Lazy.
     ``chat_model`` renders the SFT prompts (a ``--model`` value, resolved here once); with
-    ``vectors`` (``pool_vectors``) the encoder teacher scores from them."""
+    ``vectors`` (``pool_vectors``) the encoder teacher scores from them, else it encodes at
+    ``precision``."""
     spark = candidates.sparkSession
     partitions = partitions or default_parallelism(spark)
     chat = chat_model if isinstance(chat_model, ModelRef) else model_ref(chat_model)
-    udf = synthesize_udf(settings, pointwise, listwise, chat, max_doc_tokens)
+    udf = synthesize_udf(settings, pointwise, listwise, chat, max_doc_tokens, precision)
     samples_no_date = T.StructType([f for f in SAMPLES.fields if f.name != "run_date"])
     return (
         pool_sources(candidates, settings, vectors)
@@ -156,6 +159,8 @@ def check(job: SynthesizeJob, settings: SynthesisSettings) -> None:
     """Fails on bad flags before any Spark or model work: the date, tables, teachers, models.
     (``settings`` checks itself when it is built.)"""
     parse_run_date(job.run_date)
+    if job.precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"--precision must be auto, fp32 or bf16, got {job.precision!r}")
     check_table_ref(job.candidates, "--candidates")
     check_table_ref(job.output, "--output")
     pointwise = parse_teacher(job.pointwise_teacher)
@@ -196,14 +201,14 @@ def run(job: SynthesizeJob, settings: SynthesisSettings) -> dict:
     vectors = embeddings = None
     if job.embedding_store:
         ref = encoder_ref(store_teacher(pointwise, listwise))
-        precision = store_precision(spark)
+        precision = store_precision(spark, job.precision)
         vectors, found = pool_vectors(spark, job.embedding_store, candidates, settings, ref,
                                       partitions, precision)
         embeddings = {"texts": found.texts, "encoded": found.encoded, "reused": found.reused,
                       "store": job.embedding_store, "precision": precision}
     samples = synthesize(
         candidates, settings, pointwise, listwise, run_date, job.chat_model,
-        job.max_doc_tokens, partitions, vectors,
+        job.max_doc_tokens, partitions, vectors, job.precision,
     ).persist()
     try:
         stats = samples.groupBy("split").agg(
