@@ -7,13 +7,14 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Mode = Literal["direct", "reason"]
 DuplicatePolicy = Literal["error", "keep-best"]
 Paradigm = Literal["groupwise", "pointwise", "listwise"]
 PointwiseScorer = Literal["yesno", "score"]
 Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 # First-stage retrieval methods (grouprank.retrieval) and the hybrid's BM25 weight.
 Method = Literal["bm25", "dense", "hybrid"]
 METHODS: tuple[str, ...] = ("bm25", "dense", "hybrid")
@@ -108,7 +109,7 @@ class RerankSettings:
             problems.append(
                 f"max_unparsed_fraction must be in [0, 1], got {self.max_unparsed_fraction}"
             )
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             problems.append(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.partitions < 0:
             problems.append(f"partitions must be >= 0, got {self.partitions}")

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from grouprank.models import EMBEDDED_LLM, ModelRef, check_model, model_ref
-from grouprank.settings import SynthesisSettings
+from grouprank.settings import PRECISIONS, SynthesisSettings
 from grouprank.teachers import ENCODER, LLM, TeacherSpec, encoder_ref, parse_teacher
 from jobs.candidates import check_candidates, prepare_candidates
 from jobs.configs import SynthesizeJob
@@ -159,7 +159,7 @@ def check(job: SynthesizeJob, settings: SynthesisSettings) -> None:
     """Fails on bad flags before any Spark or model work: the date, tables, teachers, models.
     (``settings`` checks itself when it is built.)"""
     parse_run_date(job.run_date)
-    if job.precision not in ("auto", "fp32", "bf16"):
+    if job.precision not in PRECISIONS:
         raise ValueError(f"--precision must be auto, fp32 or bf16, got {job.precision!r}")
     check_table_ref(job.candidates, "--candidates")
     check_table_ref(job.output, "--output")
