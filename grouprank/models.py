@@ -116,6 +116,8 @@ class EncoderRef:
     max_tokens: int
     # Documents in each query's feedback vector (the head's ``context_top``; 0 = none).
     feedback_top: int = 0
+    # Whether the head reads each query's first-stage agreement (``agreement_feature``).
+    agreement: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def model_ref(spec: str) -> ModelRef:
         config = load_config(path)
         encoder = EncoderRef(
             config.encoder, content_digest(_encoder_path(config.encoder)), config.max_doc_tokens,
-            config.context_top,
+            config.context_top, config.agreement_feature,
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,

@@ -139,6 +139,31 @@ def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
     return embedded.join(contexts, "qid")
 
 
+def attach_agreement(embedded: DataFrame) -> DataFrame:
+    """Adds each row's ``first_stage_agreement``: how far its query's first stage agrees with
+    the encoder over the whole list, the Pearson correlation of log first-stage rank and log
+    cosine rank (cosine ties by first-stage rank, then docid). The same value as
+    ``grouprank.backends.group_encoder.first_stage_agreement``; null where it is undefined (fewer
+    than 3 documents, or one side constant). Rows need ``vector``, ``query_vector`` and
+    ``first_stage_rank``."""
+    by_query = Window.partitionBy("qid")
+    cosine = _array_sum(F.zip_with("vector", "query_vector", lambda d, q: d * q))
+    ranked = embedded.select("qid", "docid", "first_stage_rank", cosine.alias("_cos")).withColumn(
+        "_cos_rank", F.row_number().over(
+            by_query.orderBy(F.col("_cos").desc(), "first_stage_rank", "docid"))
+    )
+    agreements = ranked.groupBy("qid").agg(
+        F.corr(F.log(F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("double")),
+               F.log(F.col("_cos_rank").cast("double"))).alias("_corr"),
+        F.count(F.lit(1)).alias("_n"),
+    ).select(
+        "qid",
+        F.when((F.col("_n") >= 3) & ~F.isnan("_corr"), F.col("_corr")).alias(
+            "first_stage_agreement"),
+    )
+    return embedded.join(agreements, "qid")
+
+
 def _array_sum(values) -> F.Column:
     """The sum of a numeric array column, in double."""
     return F.aggregate(values, F.lit(0.0).cast("double"), lambda acc, x: acc + x)

@@ -24,6 +24,9 @@ SCORING_GROUPS = T.StructType(
         T.StructField("vectors", T.ArrayType(T.ArrayType(T.FloatType(), False), False), True),
         # The query's feedback vector over its whole list (models with a feedback_top only).
         T.StructField("context_vector", T.ArrayType(T.FloatType(), False), True),
+        # How far the query's first stage agrees with the encoder over its whole list (models
+        # whose head reads it only): the correlation of log first-stage and log cosine ranks.
+        T.StructField("first_stage_agreement", T.DoubleType(), True),
     ]
 )
 

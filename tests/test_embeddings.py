@@ -176,3 +176,30 @@ def test_the_jobs_feedback_vector_is_the_models(spark):
     assert sorted(r["qid"] for r in got) == ["q1", "q2"]
     for row in got:
         assert np.allclose(row["context_vector"], expected[row["qid"]], atol=1e-5)
+
+
+def test_the_jobs_first_stage_agreement_is_the_models(spark):
+    """``attach_agreement`` (SQL over the whole list) gives ``first_stage_agreement`` (numpy)
+    per query, and null for a query too short to have one."""
+    from grouprank.backends.group_encoder import first_stage_agreement
+    from jobs.embeddings import attach_agreement
+
+    rng = np.random.default_rng(4)
+    rows, expected = [], {}
+    for q, size in (("q1", 12), ("q2", 9), ("short", 2)):
+        query = rng.normal(size=8).astype(np.float32)
+        docs = rng.normal(size=(size, 8)).astype(np.float32)
+        ranks = rng.permutation(size) + 1
+        # The job's docids sort as the positions do, so cosine ties break the same way.
+        expected[q] = first_stage_agreement(ranks, docs @ query)
+        rows += [(q, f"d{i:02d}", int(ranks[i]), docs[i].tolist(), query.tolist())
+                 for i in range(size)]
+    frame = spark.createDataFrame(
+        rows, "qid string, docid string, first_stage_rank int, vector array<float>, "
+        "query_vector array<float>",
+    )
+    got = {r["qid"]: r["first_stage_agreement"] for r in
+           attach_agreement(frame).select("qid", "first_stage_agreement").distinct().collect()}
+    assert got["short"] is None and np.isnan(expected["short"])
+    assert got["q1"] == pytest.approx(expected["q1"], abs=1e-9)
+    assert got["q2"] == pytest.approx(expected["q2"], abs=1e-9) and got["q1"] != got["q2"]

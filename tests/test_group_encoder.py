@@ -16,6 +16,7 @@ from grouprank.backends.group_encoder import (
     GroupEncoderConfig,
     GroupHead,
     expected_scores,
+    first_stage_agreement,
     is_group_encoder_dir,
     pad_groups,
     rank_features,
@@ -267,6 +268,31 @@ def test_rerank_job_runs_a_group_encoder_checkpoint(spark, tmp_path):
     assert sorted(scored["rank"]) == list(range(1, 8))
 
 
+def test_rerank_job_feeds_an_agreement_reading_head(spark, tmp_path):
+    from jobs.stages.rerank import check_candidates, rerank
+    from schemas import CANDIDATES
+
+    torch.manual_seed(0)
+    head = GroupHead(GroupEncoderConfig(hidden=32, heads=4, dropout=0.0, agreement_feature=True,
+                                        rank_features=True, context_top=2)).eval()
+    save_head(head, tmp_path / "ckpt")
+    rows = [("q1", "solar panels", f"d{i}", f"text {i} about solar", float(10 - i), None)
+            for i in range(7)]
+    settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=3, partitions=2)
+    checked, _ = check_candidates(spark.createDataFrame(rows, CANDIDATES), settings.on_duplicates)
+    out = rerank(checked, settings, dt.date(2026, 12, 2)).toPandas()
+    assert len(out) == 7 and set(out.status) == {"ok"} and out.model_score.between(0, 10).all()
+    # The groups carry the whole list's agreement (one value per query), not the group's own.
+    from grouprank.models import model_ref
+    from jobs.embeddings import driver_precision
+    from jobs.stages.rerank import group_candidates, prepare_candidates
+
+    groups = group_candidates(prepare_candidates(checked), driver_precision(settings, spark),
+                              model_ref(settings.model), 2).toPandas()
+    assert len(groups) == 3 and groups.first_stage_agreement.notna().all()
+    assert groups.first_stage_agreement.nunique() == 1
+
+
 def test_rank_features_say_where_a_document_stood_in_the_whole_list():
     ranks = torch.tensor([[1, 3, 100, 0]])
     mask = torch.tensor([[True, True, True, True]])
@@ -292,3 +318,56 @@ def test_a_rank_reading_head_is_order_free_and_uses_the_ranks():
         other = expected_scores(head(query, docs, first_stage, mask, ranks.flip(-1)))[0]
     assert torch.allclose(shuffled, scores[perm], atol=1e-5)
     assert not torch.allclose(other, scores, atol=1e-4)
+
+
+def test_first_stage_agreement_is_the_log_rank_correlation_with_the_cosine():
+    same = first_stage_agreement(np.arange(1, 11), np.linspace(1, 0, 10))
+    reverse = first_stage_agreement(np.arange(1, 11), np.linspace(0, 1, 10))
+    # Log ranks: the reversed order is not exactly -1 (log r against log(11 - r)).
+    assert same == pytest.approx(1.0) and -0.9 < reverse < -0.8
+    assert np.isnan(first_stage_agreement(np.array([1, 2]), np.array([0.5, 0.1])))
+
+
+def test_an_agreement_reading_head_uses_the_agreement_it_is_given(tmp_path):
+    torch.manual_seed(0)
+    head = GroupHead(GroupEncoderConfig(hidden=32, heads=4, dropout=0.0, agreement_feature=True))
+    head.eval()
+    batch = pad_groups(torch.randn(1, 384), [torch.randn(4, 384)], [[0.1, 0.2, 0.3, 0.4]])
+    with torch.no_grad():
+        high = expected_scores(head(*batch, agreement=torch.tensor([0.9])))
+        low = expected_scores(head(*batch, agreement=torch.tensor([-0.5])))
+        unknown = expected_scores(head(*batch))
+    assert not torch.allclose(high, low, atol=1e-4) and torch.isfinite(unknown).all()
+
+    # Through the scorer: the job's whole-list value is used when given, else the group's own.
+    save_head(head, tmp_path / "ckpt")
+    scorer = load_scorer(RerankSettings(model=str(tmp_path / "ckpt"), precision="fp32"))
+    texts = ("solar cells on roofs", "a fish", "solar heating", "castle walls")
+    ranks = (1, 2, 3, 4)
+
+    def scores(agreement):
+        group = GroupInput("solar panels", texts, (4.0, 3.0, 2.0, 1.0), ranks,
+                           first_stage_agreement=agreement)
+        return scorer.score_groups([group])[0].scores
+
+    assert scores(0.9) != scores(-0.5)
+    assert scores(None) == scores(_measured(scorer, "solar panels", texts, ranks))
+
+
+def _measured(scorer, query, texts, ranks) -> float:
+    vectors = scorer.embed([query, *texts])
+    return first_stage_agreement(np.array(ranks), (vectors[1:] @ vectors[0]).numpy())
+
+
+def test_sft_reads_the_samples_agreement_when_the_head_does(tmp_path):
+    samples = make_samples().assign(first_stage_agreement=lambda f: np.linspace(-0.2, 0.9, len(f)))
+    train_sft(samples, "minilm", tmp_path / "head", _config(agreement_feature=True))
+    saved = json.loads((tmp_path / "head" / CONFIG_FILE).read_text())
+    assert saved["agreement_feature"] is True
+    from grouprank.backends.group_encoder import load_head
+
+    data = trainer._prepare(samples, "sft", load_head(tmp_path / "head").config)
+    assert data.agreements.tolist() == pytest.approx(np.linspace(-0.2, 0.9, 12).tolist())
+    plain = trainer._prepare(samples.drop(columns="first_stage_agreement"), "sft",
+                             load_head(tmp_path / "head").config)
+    assert torch.isnan(plain.agreements).all()

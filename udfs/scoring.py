@@ -91,6 +91,8 @@ def group_inputs(groups: pd.DataFrame) -> list[GroupInput]:
     vectors = groups["vectors"] if "vectors" in groups.columns else absent
     ranks = groups["ranks"] if "ranks" in groups.columns else [()] * len(groups)
     contexts = groups["context_vector"] if "context_vector" in groups.columns else absent
+    agreements = (groups["first_stage_agreement"] if "first_stage_agreement" in groups.columns
+                  else absent)
     return [
         GroupInput(
             query=str(query),
@@ -100,10 +102,13 @@ def group_inputs(groups: pd.DataFrame) -> list[GroupInput]:
             query_vector=query_vector,
             vectors=group_vectors,
             context_vector=context,
+            first_stage_agreement=None if agreement is None or pd.isna(agreement)
+            else float(agreement),
         )
-        for query, texts, scores, group_ranks, query_vector, group_vectors, context in zip(
+        for query, texts, scores, group_ranks, query_vector, group_vectors, context, agreement
+        in zip(
             groups["query"], groups["texts"], groups["scores"], ranks, query_vectors, vectors,
-            contexts, strict=True,
+            contexts, agreements, strict=True,
         )
     ]
 

@@ -26,6 +26,9 @@ class GroupInput:
     # The query's feedback vector (E,) over its whole candidate list, for backbones that read
     # one (the group encoder's ``context_top``); None = the backbone makes it from this group.
     context_vector: object | None = None
+    # The query's first-stage agreement with the encoder over its whole list (the group
+    # encoder's ``agreement_feature``); None = the backbone measures it on this group.
+    first_stage_agreement: float | None = None
 
 
 @dataclass(frozen=True)

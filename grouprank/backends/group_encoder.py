@@ -38,6 +38,7 @@ _EXTRA_FEATURES = 5  # cosine, cosine - group mean, first-stage z, first-stage p
 _RANK_FEATURES = 3  # 1/log2(1 + rank), log(rank)/log(1000), has a rank
 _RANK_SCALE = float(np.log(1000.0))
 _CONTEXT_FEATURES = 2  # cosine to the query's feedback vector, and that minus the group mean
+_AGREEMENT_FEATURES = 2  # the query's first-stage/cosine agreement, and whether it is known
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class GroupEncoderConfig:
     # each document's cosine to it is a feature (0 = off). The reranking job computes the vector
     # over the whole candidate list (``GroupInput.context_vector``).
     context_top: int = 0
+    # Whether the head reads how far the query's first stage agrees with the encoder: the
+    # correlation of log first-stage rank and log cosine rank over the query's whole list
+    # (``first_stage_agreement``). A first stage that agrees more with the encoder is the
+    # stronger one more often, so the head can learn how far to defer to it.
+    agreement_feature: bool = False
 
     def __post_init__(self) -> None:
         if self.kind != KIND:
@@ -105,13 +111,14 @@ class GroupHead(nn.Module):
     def forward(
         self, query: torch.Tensor, docs: torch.Tensor, first_stage: torch.Tensor,
         mask: torch.Tensor, ranks: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
+        context: torch.Tensor | None = None, agreement: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, N, 11) for ``query`` (B, E), ``docs`` (B, N, E), ``first_stage`` (B, N)
         (NaN where unknown), ``mask`` (B, N), True for real documents, and ``ranks`` (B, N), the
         first-stage ranks in the whole list (0 where unknown; read if ``rank_features``), and
         ``context`` (B, E), each query's feedback vector (read if ``context_top``; zeros or None
-        = unknown)."""
+        = unknown), and ``agreement`` (B,), each query's ``first_stage_agreement`` (read if
+        ``agreement_feature``; NaN or None = unknown)."""
         features = pair_features(query, docs, first_stage, mask)
         if self.config.rank_features:
             if ranks is None:
@@ -121,6 +128,15 @@ class GroupHead(nn.Module):
             if context is None:
                 context = torch.zeros(query.shape)
             features = torch.cat([features, context_features(context, docs, mask)], dim=-1)
+        if self.config.agreement_feature:
+            if agreement is None:
+                agreement = torch.full(query.shape[:1], float("nan"))
+            known = torch.isfinite(agreement)
+            pair = torch.stack([torch.where(known, agreement, 0.0), known.float()], dim=-1)
+            features = torch.cat(
+                [features, pair[:, None, :].expand(-1, mask.shape[1], -1) * mask[..., None]],
+                dim=-1,
+            )
         hidden = self.project(features)
         if self.across is not None:
             hidden = self.across(hidden, src_key_padding_mask=~mask)
@@ -150,6 +166,7 @@ def feature_count(config: GroupEncoderConfig) -> int:
         _EXTRA_FEATURES
         + (_RANK_FEATURES if config.rank_features else 0)
         + (_CONTEXT_FEATURES if config.context_top else 0)
+        + (_AGREEMENT_FEATURES if config.agreement_feature else 0)
     )
 
 
@@ -163,6 +180,27 @@ def feedback_order(ranks: np.ndarray, cosines: np.ndarray) -> np.ndarray:
     cos_rank = np.empty(len(cosines), dtype=np.int64)
     cos_rank[np.lexsort((position, ranks, -cosines))] = position + 1
     return np.lexsort((position, ranks, ranks * cos_rank))
+
+
+def first_stage_agreement(ranks: np.ndarray, cosines: np.ndarray) -> float:
+    """How far a query's first stage agrees with the encoder over its documents: the Pearson
+    correlation of log first-stage rank and log cosine rank (cosine ties by first-stage rank,
+    then position, as ``feedback_order``); NaN for fewer than 3 documents or a constant side.
+
+    Example:
+        >>> round(first_stage_agreement(np.array([1, 2, 3]), np.array([0.9, 0.5, 0.1])), 3)
+        1.0
+    """
+    ranks = np.maximum(np.asarray(ranks, dtype=np.int64), 1)
+    if len(ranks) < 3:
+        return float("nan")
+    position = np.arange(len(cosines))
+    cos_rank = np.empty(len(cosines), dtype=np.int64)
+    cos_rank[np.lexsort((position, ranks, -np.asarray(cosines)))] = position + 1
+    a, b = np.log(ranks), np.log(cos_rank)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def feedback_vector(
@@ -340,7 +378,9 @@ class GroupEncoderScorer:
             [g.first_stage_rank for g in groups],
         )
         context = self._contexts(groups, queries, blocks)
-        logits = self.head(*(t.to(self.device) for t in batch), context=context)
+        agreement = self._agreements(groups, queries, blocks)
+        logits = self.head(*(t.to(self.device) for t in batch), context=context,
+                           agreement=agreement)
         scores = expected_scores(logits).cpu()
         return [
             GroupResult(
@@ -368,6 +408,22 @@ class GroupEncoderScorer:
             ranks = np.asarray(group.first_stage_rank or range(1, len(docs) + 1))
             rows.append(torch.from_numpy(feedback_vector(query.numpy(), docs.numpy(), ranks, top)))
         return torch.stack(rows).to(self.device)
+
+    def _agreements(
+        self, groups: Sequence[GroupInput], queries: torch.Tensor, blocks: list[torch.Tensor]
+    ) -> torch.Tensor | None:
+        """Each group's ``first_stage_agreement``: given (computed by the job over the whole
+        list), else measured on the group's own documents (an approximation)."""
+        if not self.head.config.agreement_feature:
+            return None
+        values = []
+        for group, query, docs in zip(groups, queries, blocks, strict=True):
+            if group.first_stage_agreement is not None:
+                values.append(float(group.first_stage_agreement))
+                continue
+            ranks = np.asarray(group.first_stage_rank or range(1, len(docs) + 1))
+            values.append(first_stage_agreement(ranks, docs.numpy() @ query.numpy()))
+        return torch.tensor(values, dtype=torch.float32).to(self.device)
 
     def _vectors(self, groups: Sequence[GroupInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Query vectors (B, E) and each group's document vectors, given or embedded here."""

@@ -99,6 +99,9 @@ class EncoderTrainConfig:
     # Feedback documents a fresh head reads (``GroupEncoderConfig.context_top``; 0 = none): the
     # samples' ``feedback_texts`` give each query's feedback vector.
     context_top: int = 0
+    # Whether a fresh head reads each query's first-stage agreement with the encoder (the
+    # samples' ``first_stage_agreement``; see ``GroupEncoderConfig.agreement_feature``).
+    agreement_feature: bool = False
     # Checkpoint every this many steps (0: only at the end).
     save_every: int = 100
     # Seed of the head's initialisation, the batch order and the rollouts.
@@ -137,6 +140,7 @@ class _Data:
     targets: list[list[float]]
     ranks: list[list[int]]
     contexts: torch.Tensor  # (S, E) feedback vectors, zeros where the samples hold none
+    agreements: torch.Tensor  # (S,) first-stage agreements, NaN where the samples hold none
 
 
 def train_sft(
@@ -163,7 +167,7 @@ def train_sft(
             GroupEncoderConfig(
                 encoder=encoder, hidden=config.hidden, layers=config.layers, heads=config.heads,
                 dropout=config.dropout, rank_features=config.rank_features,
-                context_top=config.context_top,
+                context_top=config.context_top, agreement_feature=config.agreement_feature,
             )
         )
     data = _prepare(samples, "sft", head.config, vectors)
@@ -174,7 +178,7 @@ def train_sft(
     def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         head.train()
         logits = head(batch["query"], batch["docs"], batch["first_stage"], batch["mask"],
-                      batch["ranks"], batch["context"])
+                      batch["ranks"], batch["context"], batch["agreement"])
         loss, parts = sft_loss(logits, batch["targets"], batch["mask"], config.listnet_weight)
         optimizer.zero_grad()
         loss.backward()
@@ -258,7 +262,7 @@ def grpo_step(
 ) -> dict[str, float]:
     """One GRPO update on a batch: sample rollouts, reward them, take ``inner_steps`` steps."""
     inputs = (batch["query"], batch["docs"], batch["first_stage"], batch["mask"], batch["ranks"],
-              batch["context"])
+              batch["context"], batch["agreement"])
     mask = batch["mask"]
     # Dropout off throughout: the ratio must compare the same function before and after a step.
     head.eval()
@@ -409,7 +413,8 @@ def _batches(
             for row, i in enumerate(chosen):
                 targets[row, : len(data.targets[i])] = torch.tensor(data.targets[i])
             yield {"query": query, "docs": docs, "first_stage": first_stage, "mask": mask,
-                   "ranks": ranks, "context": data.contexts[chosen], "targets": targets}
+                   "ranks": ranks, "context": data.contexts[chosen],
+                   "agreement": data.agreements[chosen], "targets": targets}
 
 
 def _checkpoint(
@@ -495,7 +500,13 @@ def _prepare(
                     mean = encoded[start : start + len(block)].mean(0)
                     contexts[i] = torch.nn.functional.normalize(mean, dim=-1)
                 start += len(block)
-    return _Data(queries, docs, first_stage, targets, ranks, contexts)
+    agreements = torch.full((len(rows),), float("nan"))
+    if config.agreement_feature and "first_stage_agreement" in rows:
+        agreements = torch.tensor(
+            [float("nan") if v is None else float(v) for v in rows["first_stage_agreement"]],
+            dtype=torch.float32,
+        )
+    return _Data(queries, docs, first_stage, targets, ranks, contexts, agreements)
 
 
 

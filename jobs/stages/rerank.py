@@ -86,10 +86,13 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     dealt = F.lit(0) if listwise else F.col("pos") % F.ceil(F.col("n") / settings.group_size)
     embedded = "vector" in candidates.columns
     feedback = "context_vector" in candidates.columns
+    agreement = "first_stage_agreement" in candidates.columns
     ranked = "first_stage_rank" in candidates.columns
     columns = ["qid", "query", "docid", "text", "score"] + (
         ["first_stage_rank"] if listwise or ranked else []
-    ) + (["vector", "query_vector"] if embedded else []) + (["context_vector"] if feedback else [])
+    ) + (["vector", "query_vector"] if embedded else []) + (
+        ["context_vector"] if feedback else []
+    ) + (["first_stage_agreement"] if agreement else [])
     member = ["pos", "docid", "text", "score"] + (["first_stage_rank"] if ranked else []) + (
         ["vector"] if embedded else []
     )
@@ -108,6 +111,8 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
             F.sort_array(F.collect_list(F.struct(*member))).alias("members"),
             *([F.first("query_vector").alias("query_vector")] if embedded else []),
             *([F.first("context_vector").alias("context_vector")] if feedback else []),
+            *([F.first("first_stage_agreement").alias("first_stage_agreement")]
+              if agreement else []),
         )
         .select(
             "qid",
@@ -125,6 +130,7 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
                 else []
             ),
             *([F.col("context_vector")] if feedback else []),
+            *([F.col("first_stage_agreement")] if agreement else []),
         )
     )
 
@@ -218,7 +224,13 @@ def group_candidates(
     document and query text is embedded once in its own stage (or taken from ``vectors``, e.g.
     read from an embedding store) and the groups carry the vectors to the scoring UDF.
     """
-    from jobs.embeddings import attach_embeddings, attach_feedback, distinct_texts, embed_texts
+    from jobs.embeddings import (
+        attach_agreement,
+        attach_embeddings,
+        attach_feedback,
+        distinct_texts,
+        embed_texts,
+    )
 
     scoreable = prepared.where(F.col("skip").isNull())
     if ref.precomputed_embeddings:
@@ -229,6 +241,8 @@ def group_candidates(
         scoreable = attach_embeddings(scoreable, vectors)
         if ref.encoder.feedback_top:
             scoreable = attach_feedback(scoreable, ref.encoder.feedback_top)
+        if ref.encoder.agreement:
+            scoreable = attach_agreement(scoreable)
     return build_groups(scoreable, settings)
 
 
