@@ -1,14 +1,21 @@
 """Leave-one-collection-out evaluation of the group-encoder default (issues 19 and 21).
 
     .venv/bin/python bench/heldout_eval.py prepare --data ../shared/data --work out/heldout
+    .venv/bin/python bench/heldout_eval.py agreement --work out/heldout \
+        --out bench/results/heldout_agreement.json
     .venv/bin/python bench/heldout_eval.py loo --work out/heldout --out bench/results/heldout_loo.json
     .venv/bin/python bench/heldout_eval.py jobs --work out/heldout --out bench/results/heldout_jobs.json
     .venv/bin/python bench/heldout_eval.py ship --work out/heldout --config feedback --output DIR
 
-``prepare`` builds every dev collection's candidate lists once: BM25 and MiniLM dense top-100
-(``grouprank.retrieval``, the code the retrieve job runs) for Vaswani, CACM and SciFact (BEIR
-test claims), and the given BM25 and SPLADE++ ED top-100 runs for TREC DL19; each as parquet and
-as a Delta candidates table, with its qrels.
+``prepare`` builds every dev collection's candidate lists once (only the missing ones): BM25,
+MiniLM dense and their min-max hybrid top-100 (``grouprank.retrieval``, the code the retrieve job
+runs) for Vaswani, CACM and SciFact (BEIR test claims), and the given BM25 and SPLADE++ ED top-100
+runs for TREC DL19; each as parquet and as a Delta candidates table, with its qrels. The hybrid
+and SPLADE++ lists are the strong first stages (issue 19).
+
+``agreement``: each list's first-stage agreement with MiniLM (the mean over queries of the
+correlation of log first-stage and log cosine ranks) and the nDCG@10 of answer-free rules that
+give the first stage a fixed or an agreement-set share (``first_stage_share``); no training.
 
 ``loo``: for each held-out collection, a head per candidate config is trained on answer-free
 samples from the *other* collections' lists only (every first stage of theirs), with the
@@ -47,6 +54,7 @@ from grouprank.backends.group_encoder import (
     expected_scores,
     feedback_order,
     feedback_vector,
+    first_stage_agreement,
     load_head,
     pad_groups,
 )
@@ -56,13 +64,16 @@ from train_eval import deal_groups, minmax, ndcg  # bench/: the job's grouping, 
 
 # Collection -> its first stages. The first is the one the issue's table reranks (BM25).
 RUNS = {
-    "vaswani": ("bm25", "dense"),
-    "cacm": ("bm25", "dense"),
-    "scifact": ("bm25", "dense"),
+    "vaswani": ("bm25", "dense", "hybrid"),
+    "cacm": ("bm25", "dense", "hybrid"),
+    "scifact": ("bm25", "dense", "hybrid"),
     "dl19": ("bm25", "splade"),
 }
 GROUP_SIZE = 20
 JOB_DATE = "2026-12-01"
+# The bench's vectors: fp32 on every CPU, so its figures do not move with the machine's bf16
+# support (the job's --precision auto would pick bf16 where the CPU has it).
+PRECISION = "fp32"
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class Config:
     teacher: str = "fusion"
     rank_features: bool = True
     feedback_top: int = 0
+    # Whether the head reads each query's first-stage agreement with MiniLM.
+    agreement: bool = False
     # The job's fusion weight for the trained head (1.0: the head alone).
     fusion_weight: float = 1.0
     epochs: int = 4
@@ -87,6 +100,13 @@ CONFIGS = {
         Config("feedback-w0.8", teacher="fusion3", feedback_top=5, fusion_weight=0.8),
         Config("feedback-fs", teacher="fusion3fs", feedback_top=5),
         Config("feedback-fs-w0.8", teacher="fusion3fs", feedback_top=5, fusion_weight=0.8),
+        # The first stage's share of the labels set by its agreement with MiniLM on each list.
+        Config("adaptive", teacher="adaptive", feedback_top=5),
+        Config("adaptive-w0.8", teacher="adaptive", feedback_top=5, fusion_weight=0.8),
+        # The same labels, and the head reads the agreement the labels' share came from.
+        Config("agree", teacher="adaptive", feedback_top=5, agreement=True),
+        Config("agree-w0.8", teacher="adaptive", feedback_top=5, agreement=True,
+               fusion_weight=0.8),
     ]
 }
 
@@ -121,7 +141,8 @@ def _benchmark(name: str, data: Path) -> formats.Benchmark:
 def prepare(data: Path, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     for name, runs in RUNS.items():
-        if all((work / f"{name}-{run}.parquet").exists() for run in runs):
+        runs = [run for run in runs if not (work / f"{name}-{run}.parquet").exists()]
+        if not runs:
             continue
         started = time.time()
         if name == "dl19":
@@ -174,8 +195,10 @@ class Lists:
         frame["rank_fs"] = frame.groupby("qid")["score"].rank(ascending=False, method="first")
         self.frame = frame.sort_values(["qid", "rank_fs"], kind="stable").reset_index(drop=True)
         self.name, self.run = name, run
-        self.queries = embed_in_memory("minilm", list(self.frame["query"].astype(str)))
-        self.docs = embed_in_memory("minilm", list(self.frame["text"].astype(str)))
+        self.queries = embed_in_memory("minilm", list(self.frame["query"].astype(str)),
+                                       precision=PRECISION)
+        self.docs = embed_in_memory("minilm", list(self.frame["text"].astype(str)),
+                                    precision=PRECISION)
         self.by_query = {q: np.asarray(i) for q, i in self.frame.groupby("qid").indices.items()}
         self.qrels = pd.read_parquet(work / f"{name}-qrels.parquet")
         self._teachers()
@@ -196,6 +219,22 @@ class Lists:
         # The same three, the first stage weighted as the other two together.
         f["fusion3fs"] = -(0.5 * np.log(f.rank_fs) + 0.25 * np.log(f.rank_cos)
                            + 0.25 * np.log(f.rank_fb))
+        # How far the first stage agrees with MiniLM over this list (answer-free): the mean over
+        # queries of the correlation of their log-ranks.
+        self.query_agreement = {
+            q: first_stage_agreement(f.rank_fs.values[i], f.cosine.values[i])
+            for q, i in self.by_query.items()
+        }
+        self.agreement = float(np.nanmean(list(self.query_agreement.values())))
+
+    def adaptive(self, reliability: float) -> str:
+        """Adds the agreement-weighted teacher for MiniLM ``reliability``; returns its column."""
+        column = f"adaptive{reliability}"
+        if column not in self.frame:
+            f, share = self.frame, first_stage_share(self.agreement, reliability)
+            f[column] = -(share * np.log(f.rank_fs)
+                          + (1 - share) * 0.5 * (np.log(f.rank_cos) + np.log(f.rank_fb)))
+        return column
 
     def context(self, idx: np.ndarray, top: int) -> np.ndarray:
         """The query's feedback vector, as the reranking job computes it over the whole list."""
@@ -223,6 +262,7 @@ class Lists:
                     "first_stage_ranks": [int(r) for r in f["rank_fs"].values[chosen]],
                     "target_scores": sample.target_scores, "split": "sft",
                     "feedback_texts": list(f["text"].values[top]),
+                    "first_stage_agreement": self.query_agreement[qid],
                 })
         return rows
 
@@ -242,8 +282,9 @@ class Lists:
             )
             context = (torch.from_numpy(self.context(idx, top)).expand(count, -1)
                        if top else None)
+            agreement = torch.full((count,), self.query_agreement[f.qid.values[idx[0]]])
             with torch.no_grad():
-                model = expected_scores(head(*batch, context=context))
+                model = expected_scores(head(*batch, context=context, agreement=agreement))
             for k, g in enumerate(groups):
                 out[g] = model[k, : len(g)].numpy()
         return fusion_weight * out / 10 + (1 - fusion_weight) * minmax(f).values
@@ -253,6 +294,61 @@ class Lists:
         return ndcg(self.frame.assign(_ranking=scores), "_ranking", self.qrels)
 
 
+RELIABILITIES = (0.65, 0.7, 0.75, 0.8, 0.85)
+
+
+def first_stage_share(agreement: float, reliability: float) -> float:
+    """The first stage's share of the adaptive teacher. If the first stage and MiniLM were two
+    independent noisy views of relevance, their correlation would be the product of each one's
+    correlation with it; MiniLM's is taken as ``reliability``, so the first stage's is
+    ``agreement / reliability``, and each view gets the weight ``r / (1 - r**2)`` that an
+    optimal linear blend of two such views gives. One parameter, chosen on other collections."""
+    first = min(max(agreement / reliability, 0.0), 0.999)
+    weight = first / (1 - first**2)
+    return weight / (weight + reliability / (1 - reliability**2))
+
+
+def choose_reliability(lists: dict, held: str) -> float:
+    """The MiniLM reliability whose adaptive teacher scores best on the other collections'
+    lists (the objective of ``select``), never reading ``held``'s judgments."""
+    keys = [key for key in lists if key[0] != held]
+
+    def objective(reliability: float) -> float:
+        values = []
+        for key in keys:
+            item = lists[key]
+            f = item.frame
+            value = item.ndcg(f[item.adaptive(reliability)].values)
+            first = item.ndcg(f["score"].values)
+            best = max(first, item.ndcg(f["cosine"].values), item.ndcg(f["fusion"].values))
+            values.append(value - best + 2 * min(0.0, value - first))
+        return float(np.mean(values))
+
+    return max(RELIABILITIES, key=objective)
+
+
+def agreement_table(lists: dict) -> dict:
+    """Per list: the agreement, and the adaptive teacher's nDCG@10 at each reliability and at
+    fixed first-stage shares (answer-free rules, no training)."""
+    out = {}
+    for (name, run), item in lists.items():
+        f = item.frame
+        fixed = {}
+        for share in (0.0, 0.2, 0.33, 0.5, 0.7, 0.85, 1.0):
+            rule = -(share * np.log(f.rank_fs)
+                     + (1 - share) * 0.5 * (np.log(f.rank_cos) + np.log(f.rank_fb)))
+            fixed[str(share)] = item.ndcg(rule.values)
+        out[f"{name}/{run}"] = {
+            "agreement": item.agreement,
+            "fixed_share": fixed,
+            "adaptive": {str(r): {"share": first_stage_share(item.agreement, r),
+                                  "ndcg@10": item.ndcg(f[item.adaptive(r)].values)}
+                         for r in RELIABILITIES},
+        }
+    out["chosen_reliability"] = {held: choose_reliability(lists, held) for held in RUNS}
+    return out
+
+
 def training_split(held_out: str) -> list[tuple[str, str]]:
     """The (collection, first stage) lists a head for ``held_out`` trains on: every other
     collection's, never the held-out one's (its queries and documents stay out)."""
@@ -260,12 +356,19 @@ def training_split(held_out: str) -> list[tuple[str, str]]:
 
 
 def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output: Path,
-               seed: int = 0) -> tuple[object, int, dict]:
-    """A head trained on the samples of ``pairs`` by ``config``; (head, samples, summary)."""
+               seed: int = 0, reliability: float | None = None) -> tuple[object, int, dict]:
+    """A head trained on the samples of ``pairs`` by ``config``; (head, samples, summary).
+    An ``adaptive`` teacher needs the ``reliability`` chosen for this head."""
     settings = syn.SynthesisSettings(samples_per_query=4)
-    rows = [row for pair in pairs for row in lists[pair].samples(config.teacher, settings)]
+
+    def column(item) -> str:
+        return item.adaptive(reliability) if config.teacher == "adaptive" else config.teacher
+
+    rows = [row for pair in pairs
+            for row in lists[pair].samples(column(lists[pair]), settings)]
     trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,
-                                 context_top=config.feedback_top, save_every=0, seed=seed)
+                                 context_top=config.feedback_top, save_every=0, seed=seed,
+                                 agreement_feature=config.agreement)
     summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)
     _set_fusion_weight(output, config.fusion_weight)
     return load_head(output), len(rows), summary
@@ -282,7 +385,19 @@ def _set_fusion_weight(path: Path, weight: float) -> None:
 
 
 def load_lists(work: Path) -> dict:
-    return {(name, run): Lists(work, name, run) for name, runs in RUNS.items() for run in runs}
+    """Every prepared list. Its texts' vectors are read from, and added to, a bench-only file
+    (``work/vectors-fp32.pt``), so a second step does not encode the ~25,000 texts again."""
+    from grouprank import encoding
+
+    saved = work / f"vectors-{PRECISION}.pt"
+    memory = encoding._VECTORS.setdefault(("minilm", 256, PRECISION), {})
+    if saved.is_file():
+        memory.update(torch.load(saved))
+    before = len(memory)
+    lists = {(name, run): Lists(work, name, run) for name, runs in RUNS.items() for run in runs}
+    if len(memory) > before:
+        torch.save(dict(memory), saved)
+    return lists
 
 
 def baselines(lists: dict) -> dict:
@@ -306,19 +421,26 @@ def loo(work: Path, configs: list[Config], checkpoints: Path) -> dict:
         for config in configs:
             started = time.time()
             target = checkpoints / held / config.name
+            reliability = (choose_reliability(lists, held) if config.teacher == "adaptive"
+                           else None)
             recipe = replace(config, name="", fusion_weight=1.0)
             marker = target / "recipe.json"
+            # What the head was trained on: an earlier run's head is reused only if all of it
+            # matches (the recipe, the lists of the training split, the teacher's reliability).
+            record = {**asdict(recipe), "training": [list(p) for p in training_split(held)],
+                      **({"reliability": reliability} if reliability else {})}
             if recipe in trained:  # the same head, another fusion weight: no need to train again
                 shutil.copytree(trained[recipe], target, dirs_exist_ok=True)
                 _set_fusion_weight(target, config.fusion_weight)
                 head, count = load_head(target), 0
-            elif marker.is_file() and json.loads(marker.read_text()) == asdict(recipe):
+            elif marker.is_file() and json.loads(marker.read_text()) == record:
                 _set_fusion_weight(target, config.fusion_weight)  # trained by an earlier run
                 head, count = load_head(target), 0
                 trained[recipe] = target
             else:
-                head, count, _ = train_head(lists, training_split(held), config, target)
-                marker.write_text(json.dumps(asdict(recipe)) + "\n")
+                head, count, _ = train_head(lists, training_split(held), config, target,
+                                            reliability=reliability)
+                marker.write_text(json.dumps(record) + "\n")
                 trained[recipe] = target
             for run in RUNS[held]:
                 item = lists[held, run]
@@ -373,7 +495,7 @@ def print_table(figures: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["prepare", "loo", "jobs", "ship", "cost"])
+    parser.add_argument("step", choices=["prepare", "agreement", "loo", "jobs", "ship", "cost"])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="out/heldout")
     parser.add_argument("--configs", default=",".join(CONFIGS))
@@ -389,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "prepare":
         prepare(Path(args.data), work)
         return 0
-    if args.step == "loo":
+    if args.step == "agreement":
+        figures = agreement_table(load_lists(work))
+        for key, row in figures.items():
+            print(key, json.dumps(row))
+    elif args.step == "loo":
         figures = loo(work, [CONFIGS[c] for c in args.configs.split(",")], work / "checkpoints")
         print_table(figures)
     elif args.step == "cost":
@@ -401,8 +527,13 @@ def main(argv: list[str] | None = None) -> int:
             args.config = select(saved["heads"], saved["baselines"])["ship"]
         lists = load_lists(work)
         pairs = [(name, run) for name, runs in RUNS.items() for run in runs]
-        _, count, summary = train_head(lists, pairs, CONFIGS[args.config], Path(args.output))
-        figures = {"config": asdict(CONFIGS[args.config]), "samples": count, "summary": summary}
+        config = CONFIGS[args.config]
+        # The shipped head's reliability is chosen on every list (none is held out).
+        reliability = choose_reliability(lists, "") if config.teacher == "adaptive" else None
+        _, count, summary = train_head(lists, pairs, config, Path(args.output),
+                                       reliability=reliability)
+        figures = {"config": asdict(config), "reliability": reliability, "samples": count,
+                   "summary": summary}
         print(json.dumps(figures, indent=1))
     else:
         if "old" in args.models.split(",") and not (work / "loo.json").exists():
