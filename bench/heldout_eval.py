@@ -227,13 +227,18 @@ class Lists:
         }
         self.agreement = float(np.nanmean(list(self.query_agreement.values())))
 
+    def share_rule(self, share: float) -> np.ndarray:
+        """The answer-free rule giving the first stage ``share`` of the labels and cosine and
+        feedback cosine half the rest each: ``-(s·log r_fs + (1-s)/2·(log r_cos + log r_fb))``."""
+        f = self.frame
+        return (-(share * np.log(f.rank_fs)
+                  + (1 - share) * 0.5 * (np.log(f.rank_cos) + np.log(f.rank_fb)))).values
+
     def adaptive(self, reliability: float) -> str:
         """Adds the agreement-weighted teacher for MiniLM ``reliability``; returns its column."""
         column = f"adaptive{reliability}"
         if column not in self.frame:
-            f, share = self.frame, first_stage_share(self.agreement, reliability)
-            f[column] = -(share * np.log(f.rank_fs)
-                          + (1 - share) * 0.5 * (np.log(f.rank_cos) + np.log(f.rank_fb)))
+            self.frame[column] = self.share_rule(first_stage_share(self.agreement, reliability))
         return column
 
     def context(self, idx: np.ndarray, top: int) -> np.ndarray:
@@ -311,18 +316,15 @@ def first_stage_share(agreement: float, reliability: float) -> float:
 def choose_reliability(lists: dict, held: str) -> float:
     """The MiniLM reliability whose adaptive teacher scores best on the other collections'
     lists (the objective of ``select``), never reading ``held``'s judgments."""
-    keys = [key for key in lists if key[0] != held]
+    others = {key: item for key, item in lists.items() if key[0] != held}
+    bases = baselines(others)
 
     def objective(reliability: float) -> float:
-        values = []
-        for key in keys:
-            item = lists[key]
-            f = item.frame
-            value = item.ndcg(f[item.adaptive(reliability)].values)
-            first = item.ndcg(f["score"].values)
-            best = max(first, item.ndcg(f["cosine"].values), item.ndcg(f["fusion"].values))
-            values.append(value - best + 2 * min(0.0, value - first))
-        return float(np.mean(values))
+        return float(np.mean([
+            _gain(item.ndcg(item.frame[item.adaptive(reliability)].values),
+                  bases[f"{name}/{run}"])
+            for (name, run), item in others.items()
+        ]))
 
     return max(RELIABILITIES, key=objective)
 
@@ -333,11 +335,8 @@ def agreement_table(lists: dict) -> dict:
     out = {}
     for (name, run), item in lists.items():
         f = item.frame
-        fixed = {}
-        for share in (0.0, 0.2, 0.33, 0.5, 0.7, 0.85, 1.0):
-            rule = -(share * np.log(f.rank_fs)
-                     + (1 - share) * 0.5 * (np.log(f.rank_cos) + np.log(f.rank_fb)))
-            fixed[str(share)] = item.ndcg(rule.values)
+        fixed = {str(share): item.ndcg(item.share_rule(share))
+                 for share in (0.0, 0.2, 0.33, 0.5, 0.7, 0.85, 1.0)}
         out[f"{name}/{run}"] = {
             "agreement": item.agreement,
             "fixed_share": fixed,
@@ -464,13 +463,7 @@ def select(heads: dict, baselines: dict) -> dict:
     names = list(next(iter(heads.values())))
 
     def objective(name: str, keys: list[str]) -> float:
-        values = []
-        for key in keys:
-            base = baselines[key]
-            best = max(base["first stage"], base["cosine"], base["fusion"])
-            values.append(heads[key][name] - best
-                          + 2 * min(0.0, heads[key][name] - base["first stage"]))
-        return float(np.mean(values))
+        return float(np.mean([_gain(heads[key][name], baselines[key]) for key in keys]))
 
     for held in RUNS:
         others = [key for key in heads if key.split("/")[0] != held]
@@ -479,6 +472,13 @@ def select(heads: dict, baselines: dict) -> dict:
     # figure; the held-out ones above are).
     chosen["ship"] = max(names, key=lambda n: objective(n, list(heads)))
     return chosen
+
+
+def _gain(value: float, base: dict) -> float:
+    """``select``'s objective for one list: the gain over the best of its baselines (first
+    stage, cosine, fusion), with a loss against the first stage counted twice more."""
+    best = max(base["first stage"], base["cosine"], base["fusion"])
+    return value - best + 2 * min(0.0, value - base["first stage"])
 
 
 def print_table(figures: dict) -> None:

@@ -116,12 +116,7 @@ def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
     ``first_stage_rank``.
     """
     by_query = Window.partitionBy("qid")
-    cosine = _array_sum(F.zip_with("vector", "query_vector", lambda d, q: d * q))
-    ranked = embedded.select("qid", "docid", "first_stage_rank", "vector", "query_vector").withColumn(
-        "_cos", cosine
-    ).withColumn("_cos_rank", F.row_number().over(
-        by_query.orderBy(F.col("_cos").desc(), "first_stage_rank", "docid")
-    ))
+    ranked = _with_cosine_rank(embedded)
     product = F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("long") * F.col("_cos_rank")
     chosen = ranked.withColumn("_product", product).withColumn("_pos", F.row_number().over(
         by_query.orderBy("_product", "first_stage_rank", "docid")
@@ -146,13 +141,7 @@ def attach_agreement(embedded: DataFrame) -> DataFrame:
     ``grouprank.backends.group_encoder.first_stage_agreement``; null where it is undefined (fewer
     than 3 documents, or one side constant). Rows need ``vector``, ``query_vector`` and
     ``first_stage_rank``."""
-    by_query = Window.partitionBy("qid")
-    cosine = _array_sum(F.zip_with("vector", "query_vector", lambda d, q: d * q))
-    ranked = embedded.select("qid", "docid", "first_stage_rank", cosine.alias("_cos")).withColumn(
-        "_cos_rank", F.row_number().over(
-            by_query.orderBy(F.col("_cos").desc(), "first_stage_rank", "docid"))
-    )
-    agreements = ranked.groupBy("qid").agg(
+    agreements = _with_cosine_rank(embedded).groupBy("qid").agg(
         F.corr(F.log(F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("double")),
                F.log(F.col("_cos_rank").cast("double"))).alias("_corr"),
         F.count(F.lit(1)).alias("_n"),
@@ -162,6 +151,18 @@ def attach_agreement(embedded: DataFrame) -> DataFrame:
             "first_stage_agreement"),
     )
     return embedded.join(agreements, "qid")
+
+
+def _with_cosine_rank(embedded: DataFrame) -> DataFrame:
+    """The rows' ``qid``, ``docid``, ``first_stage_rank``, ``vector`` and ``query_vector``, with
+    each document's cosine ``_cos`` and its 1-based rank by it within the query, ``_cos_rank``
+    (ties by first-stage rank, then docid)."""
+    cosine = _array_sum(F.zip_with("vector", "query_vector", lambda d, q: d * q))
+    return embedded.select(
+        "qid", "docid", "first_stage_rank", "vector", "query_vector", cosine.alias("_cos")
+    ).withColumn("_cos_rank", F.row_number().over(
+        Window.partitionBy("qid").orderBy(F.col("_cos").desc(), "first_stage_rank", "docid")
+    ))
 
 
 def _array_sum(values) -> F.Column:

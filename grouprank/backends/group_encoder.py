@@ -177,9 +177,15 @@ def feedback_order(ranks: np.ndarray, cosines: np.ndarray) -> np.ndarray:
     The reranking job orders the same way in SQL (``jobs.embeddings.attach_feedback``)."""
     ranks = np.maximum(np.asarray(ranks, dtype=np.int64), 1)
     position = np.arange(len(cosines))
+    return np.lexsort((position, ranks, ranks * _cosine_ranks(ranks, cosines)))
+
+
+def _cosine_ranks(ranks: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+    """1-based ranks by cosine, highest first; ties by first-stage rank, then position."""
+    position = np.arange(len(cosines))
     cos_rank = np.empty(len(cosines), dtype=np.int64)
-    cos_rank[np.lexsort((position, ranks, -cosines))] = position + 1
-    return np.lexsort((position, ranks, ranks * cos_rank))
+    cos_rank[np.lexsort((position, ranks, -np.asarray(cosines)))] = position + 1
+    return cos_rank
 
 
 def first_stage_agreement(ranks: np.ndarray, cosines: np.ndarray) -> float:
@@ -194,10 +200,7 @@ def first_stage_agreement(ranks: np.ndarray, cosines: np.ndarray) -> float:
     ranks = np.maximum(np.asarray(ranks, dtype=np.int64), 1)
     if len(ranks) < 3:
         return float("nan")
-    position = np.arange(len(cosines))
-    cos_rank = np.empty(len(cosines), dtype=np.int64)
-    cos_rank[np.lexsort((position, ranks, -np.asarray(cosines)))] = position + 1
-    a, b = np.log(ranks), np.log(cos_rank)
+    a, b = np.log(ranks), np.log(_cosine_ranks(ranks, cosines))
     if a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
