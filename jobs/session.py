@@ -148,7 +148,7 @@ def get_session(
         settings["spark.jars"] = ",".join([*map(str, cached_jars()), *filter(None, [given])])
     log_file = _log4j2_file(_spark_log_level())
     java_options = " ".join(filter(None, [f"-Dlog4j2.configurationFile={log_file}",
-                                          jvm_archive_options()]))
+                                          jvm_archive_options(), quick_jit_options()]))
     key = "spark.driver.extraJavaOptions"
     settings[key] = " ".join(filter(None, [java_options, overrides.get(key, existing.get(key, ""))]))
     for key, value in settings.items():
@@ -186,6 +186,25 @@ def jvm_archive_options() -> str:
         return ""
     path = jvm_archive()
     return f"-XX:SharedArchiveFile={path} -Xlog:cds*=off" if path.is_file() else ""
+
+
+def quick_jit_options() -> str:
+    """The JVM option that keeps a locally launched driver on the JIT's first tier (C1).
+
+    A local job's JVM lives for seconds to minutes and spends its time starting up, committing
+    to Delta and moving Arrow batches to Python workers, where the model runs; the second tier's
+    compiler (C2) only pays back on hot loops running for minutes, and until then it competes with
+    the job for the cores. On this project's 2-core machine a session that makes three small Delta
+    commits ran in 23-30 s with C1 alone against 33-37 s (docs/BENCHMARKS.md). The same trade-off
+    short-lived JVM tools make (Leiningen, Maven daemons' clients); ``GROUPRANK_QUICK_JIT=0``
+    turns it off for a long local run whose JVM side is the bottleneck. Clusters, spark-submit and
+    Databricks never get it (their JVMs are not launched here).
+
+    Example:
+        >>> quick_jit_options()
+        '-XX:TieredStopAtLevel=1'
+    """
+    return "" if os.environ.get("GROUPRANK_QUICK_JIT", "1") == "0" else "-XX:TieredStopAtLevel=1"
 
 
 def write_jvm_archive() -> Path:

@@ -98,10 +98,11 @@ class ConnectServer:
 
 def jvm_archive_conf() -> dict[str, str]:
     """The driver's and executors' Java options to start from the JVM class archive that
-    ``grouprank setup`` writes (jobs/session.py), as local sessions do; none without one."""
-    from jobs.session import jvm_archive_options
+    ``grouprank setup`` writes, on the JIT's first tier, as local sessions do (jobs/session.py):
+    every JVM of the tests lives for seconds to minutes."""
+    from jobs.session import jvm_archive_options, quick_jit_options
 
-    options = jvm_archive_options()
+    options = " ".join(filter(None, [jvm_archive_options(), quick_jit_options()]))
     if not options:
         return {}
     return {"spark.driver.extraJavaOptions": options, "spark.executor.extraJavaOptions": options}
@@ -115,7 +116,7 @@ def spark_env(**extra: str) -> dict[str, str]:
                         "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE")}
     env.update(SPARK_LOCAL_IP=LOOPBACK, PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_NO_DAEMONIZE="1", **extra)
-    # The master and workers (spark-class) start from the class archive too.
+    # The master and workers (spark-class) start from the class archive too, on C1.
     archive = jvm_archive_conf().get("spark.driver.extraJavaOptions")
     if archive:
         env["SPARK_DAEMON_JAVA_OPTS"] = archive

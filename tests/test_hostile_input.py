@@ -239,19 +239,25 @@ def test_setup_reports_a_full_jar_cache_without_resolving_again(capsys):
     assert "Delta Lake jar cache filled: " in capsys.readouterr().out
 
 
-def test_local_sessions_start_from_the_jvm_class_archive(spark, tmp_path, monkeypatch):
-    from jobs.session import jvm_archive, jvm_archive_options
+def test_local_sessions_start_from_the_class_archive_on_the_first_jit_tier(spark, tmp_path, monkeypatch):
+    from jobs.session import jvm_archive, jvm_archive_options, quick_jit_options
 
+    runtime = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    # A local session's driver stays on the JIT's first tier; the variable turns that off.
+    assert "-XX:TieredStopAtLevel=1" in list(runtime.getInputArguments())
+    monkeypatch.setenv("GROUPRANK_QUICK_JIT", "0")
+    assert quick_jit_options() == ""
+    monkeypatch.delenv("GROUPRANK_QUICK_JIT")
     archive = jvm_archive()
     if not archive.is_file():
         pytest.skip(f"no JVM class archive at {archive}: `grouprank setup` writes it")
-    runtime = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert f"-XX:SharedArchiveFile={archive}" in list(runtime.getInputArguments())
     # The JVM would ignore an archive written from other jars in silence: with -Xshare:on the
     # same Java on the session's class path fails instead when it cannot use it.
     system = spark._jvm.java.lang.System
     java = Path(system.getProperty("java.home")) / "bin" / "java"
     check = subprocess.run([str(java), "-Xshare:on", f"-XX:SharedArchiveFile={archive}",
+                            quick_jit_options(),
                             "-cp", system.getProperty("java.class.path"), "-version"],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
