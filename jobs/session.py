@@ -188,23 +188,29 @@ def jvm_archive_options() -> str:
     return f"-XX:SharedArchiveFile={path} -Xlog:cds*=off" if path.is_file() else ""
 
 
-def quick_jit_options() -> str:
-    """The JVM option that keeps a locally launched driver on the JIT's first tier (C1).
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
 
-    A local job's JVM lives for seconds to minutes and spends its time starting up, committing
-    to Delta and moving Arrow batches to Python workers, where the model runs; the second tier's
-    compiler (C2) only pays back on hot loops running for minutes, and until then it competes with
-    the job for the cores. On this project's 2-core machine a session that makes three small Delta
-    commits ran in 23-30 s with C1 alone against 33-37 s (docs/BENCHMARKS.md). The same trade-off
-    short-lived JVM tools make (Leiningen, Maven daemons' clients); ``GROUPRANK_QUICK_JIT=0``
-    turns it off for a long local run whose JVM side is the bottleneck. Clusters, spark-submit and
-    Databricks never get it (their JVMs are not launched here).
+
+def quick_jit_options() -> str:
+    """The JVM option that keeps a locally launched driver on the JIT's first tier (C1), when
+    ``GROUPRANK_QUICK_JIT=1``; nothing otherwise.
+
+    A JVM that starts, runs one small job and exits spends its life starting up and committing
+    to Delta; the second tier's compiler (C2) pays back only on code that stays hot for minutes,
+    and until then it takes cores from the job. On this project's 2-core machine a session that
+    makes three small Delta commits ran in 18-24 s on C1 against 28-30 s, and the demo 52-64 s
+    against 64-72 s; but a session that runs many jobs (the tests' shared session, 22 publish
+    tests) took 364 s on C1 against 244 s (docs/BENCHMARKS.md, "The JIT's first tier"). So it is
+    opt-in: the demo turns it on for itself, the tests for their one-job processes. Clusters,
+    spark-submit and Databricks never get it (their JVMs are not launched here).
 
     Example:
+        >>> os.environ["GROUPRANK_QUICK_JIT"] = "1"
         >>> quick_jit_options()
         '-XX:TieredStopAtLevel=1'
+        >>> del os.environ["GROUPRANK_QUICK_JIT"]
     """
-    return "" if os.environ.get("GROUPRANK_QUICK_JIT", "1") == "0" else "-XX:TieredStopAtLevel=1"
+    return QUICK_JIT if os.environ.get("GROUPRANK_QUICK_JIT", "0") == "1" else ""
 
 
 def write_jvm_archive() -> Path:

@@ -96,13 +96,13 @@ class ConnectServer:
         return spark_env(SPARK_REMOTE=self.url, **extra)
 
 
-def jvm_archive_conf() -> dict[str, str]:
+def jvm_archive_conf(quick_jit: bool = True) -> dict[str, str]:
     """The driver's and executors' Java options to start from the JVM class archive that
-    ``grouprank setup`` writes, on the JIT's first tier, as local sessions do (jobs/session.py):
-    every JVM of the tests lives for seconds to minutes."""
-    from jobs.session import jvm_archive_options, quick_jit_options
+    ``grouprank setup`` writes, as local sessions do (jobs/session.py); with ``quick_jit``, on
+    the JIT's first tier too, for a JVM that runs one submit's jobs and exits."""
+    from jobs.session import QUICK_JIT, jvm_archive_options
 
-    options = " ".join(filter(None, [jvm_archive_options(), quick_jit_options()]))
+    options = " ".join(filter(None, [jvm_archive_options(), QUICK_JIT if quick_jit else ""]))
     if not options:
         return {}
     return {"spark.driver.extraJavaOptions": options, "spark.executor.extraJavaOptions": options}
@@ -282,7 +282,8 @@ def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": "2g",
-        **jvm_archive_conf(),
+        # The server runs every Connect test's jobs: the full JIT pays back there.
+        **jvm_archive_conf(quick_jit=False),
     }
     command = [spark_submit(), "--master", "local[2]",
                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",

@@ -239,15 +239,17 @@ def test_setup_reports_a_full_jar_cache_without_resolving_again(capsys):
     assert "Delta Lake jar cache filled: " in capsys.readouterr().out
 
 
-def test_local_sessions_start_from_the_class_archive_on_the_first_jit_tier(spark, tmp_path, monkeypatch):
-    from jobs.session import jvm_archive, jvm_archive_options, quick_jit_options
+def test_local_sessions_start_from_the_class_archive(spark, tmp_path, monkeypatch):
+    from jobs.session import QUICK_JIT, jvm_archive, jvm_archive_options, quick_jit_options
 
     runtime = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-    # A local session's driver stays on the JIT's first tier; the variable turns that off.
-    assert "-XX:TieredStopAtLevel=1" in list(runtime.getInputArguments())
-    monkeypatch.setenv("GROUPRANK_QUICK_JIT", "0")
+    # The JIT's first tier only where asked for (the demo, the tests' one-job processes): this
+    # session runs every in-process test's jobs.
+    assert QUICK_JIT not in list(runtime.getInputArguments())
+    monkeypatch.delenv("GROUPRANK_QUICK_JIT", raising=False)
     assert quick_jit_options() == ""
-    monkeypatch.delenv("GROUPRANK_QUICK_JIT")
+    monkeypatch.setenv("GROUPRANK_QUICK_JIT", "1")
+    assert quick_jit_options() == QUICK_JIT
     archive = jvm_archive()
     if not archive.is_file():
         pytest.skip(f"no JVM class archive at {archive}: `grouprank setup` writes it")
@@ -257,7 +259,7 @@ def test_local_sessions_start_from_the_class_archive_on_the_first_jit_tier(spark
     system = spark._jvm.java.lang.System
     java = Path(system.getProperty("java.home")) / "bin" / "java"
     check = subprocess.run([str(java), "-Xshare:on", f"-XX:SharedArchiveFile={archive}",
-                            quick_jit_options(),
+                            QUICK_JIT,
                             "-cp", system.getProperty("java.class.path"), "-version"],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -9,6 +9,7 @@ reranking job on it exactly as ``grouprank rerank`` would, and shows the reranke
 from __future__ import annotations
 
 import datetime as dt
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def run(job: DemoJob) -> dict:
     (the demo's result, for people); returns a short summary of the reranking."""
     check(job)
     workdir = Path(job.workdir).resolve()
+    # One short job in a JVM that exits after it: the JIT's first tier is enough (jobs/session.py).
+    os.environ.setdefault("GROUPRANK_QUICK_JIT", "1")
     spark = get_session("grouprank-demo")
     candidates, output = str(workdir / "candidates"), str(workdir / "reranked")
     with stage(spark, f"demo: writing the sample to {candidates}"):
