@@ -4,6 +4,8 @@
     .venv/bin/python bench/heldout_eval.py agreement --work out/heldout \
         --out bench/results/heldout_agreement.json
     .venv/bin/python bench/heldout_eval.py loo --work out/heldout --out bench/results/heldout_loo.json
+    .venv/bin/python bench/heldout_eval.py fusion --work out/heldout --config feedback \
+        --out bench/results/heldout_fusion.json
     .venv/bin/python bench/heldout_eval.py jobs --work out/heldout --out bench/results/heldout_jobs.json
     .venv/bin/python bench/heldout_eval.py ship --work out/heldout --config feedback --output DIR
 
@@ -24,6 +26,11 @@ sub-lists); no qrels enter training. Each head scores the held-out lists in this
 of 20, the job's grouping and fusion). The config shown for a held-out collection is the one
 with the best mean over the *other* collections' figures, so no collection's judgments choose
 its own model. Baselines: the first stage, MiniLM cosine and the log-rank fusion of the two.
+
+``fusion``: each list's held-out head (``loo``'s ``--config``, trained without its collection)
+fused with the first stage at fixed weights and at the weight the list's mean agreement gives
+(``grouprank.fusion.agreement_weight``); the fixed weight and the rule's reliability are each
+chosen per held-out collection on the other collections' lists.
 
 ``jobs``: the held-out checkpoints (and the old default) through the real ``rerank`` and
 ``evaluate`` jobs on each held-out table: the headline figures. ``ship``: one head trained on
@@ -59,6 +66,7 @@ from grouprank.backends.group_encoder import (
     pad_groups,
 )
 from grouprank.encoding import embed_in_memory
+from grouprank.fusion import agreement_weight, first_stage_share
 from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
 from train_eval import deal_groups, minmax, ndcg  # bench/: the job's grouping, fusion, metric
 
@@ -302,17 +310,6 @@ class Lists:
 RELIABILITIES = (0.65, 0.7, 0.75, 0.8, 0.85)
 
 
-def first_stage_share(agreement: float, reliability: float) -> float:
-    """The first stage's share of the adaptive teacher. If the first stage and MiniLM were two
-    independent noisy views of relevance, their correlation would be the product of each one's
-    correlation with it; MiniLM's is taken as ``reliability``, so the first stage's is
-    ``agreement / reliability``, and each view gets the weight ``r / (1 - r**2)`` that an
-    optimal linear blend of two such views gives. One parameter, chosen on other collections."""
-    first = min(max(agreement / reliability, 0.0), 0.999)
-    weight = first / (1 - first**2)
-    return weight / (weight + reliability / (1 - reliability**2))
-
-
 def choose_reliability(lists: dict, held: str) -> float:
     """The MiniLM reliability whose adaptive teacher scores best on the other collections'
     lists (the objective of ``select``), never reading ``held``'s judgments."""
@@ -378,6 +375,65 @@ def _set_fusion_weight(path: Path, weight: float) -> None:
     config = json.loads(config_file.read_text())
     config["fusion_weight"] = weight
     config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+# --- fusion --------------------------------------------------------------------------------------
+
+HEAD_RELIABILITIES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
+    """Per list, its held-out head (``loo``'s ``config`` at weight 1.0, trained without the
+    list's collection) fused with the first stage at fixed weights and at the agreement-set
+    weight; the fixed weight and the head reliability are each chosen per held-out collection
+    on the *other* collections' lists (``select``'s objective), never on its own judgments."""
+    lists = load_lists(work)
+    bases = baselines(lists)
+    raw, fixed, rule = {}, {}, {}
+    for (name, run), item in lists.items():
+        head = load_head(checkpoints / name / config)
+        key = f"{name}/{run}"
+        raw[key] = item.scores(head, 1.0)  # the head's 0-10 score / 10
+        first = minmax(item.frame).values
+        fixed[key] = {w: item.ndcg(w * raw[key] + (1 - w) * first) for w in WEIGHTS}
+        rule[key] = {r: item.ndcg(agreement_weight(item.agreement, r) * raw[key]
+                                  + (1 - agreement_weight(item.agreement, r)) * first)
+                     for r in HEAD_RELIABILITIES}
+    out: dict = {"baselines": bases, "lists": {}, "chosen": {}}
+    for held in RUNS:
+        others = [key for key in raw if key.split("/")[0] != held]
+        w = max(WEIGHTS, key=lambda w: np.mean([_gain(fixed[k][w], bases[k]) for k in others]))
+        r = max(HEAD_RELIABILITIES,
+                key=lambda r: np.mean([_gain(rule[k][r], bases[k]) for k in others]))
+        out["chosen"][held] = {"fixed_weight": w, "head_reliability": r}
+        for run in RUNS[held]:
+            key, item = f"{held}/{run}", lists[held, run]
+            out["lists"][key] = {
+                "agreement": item.agreement, "fixed": fixed[key], "rule": rule[key],
+                "held_out_fixed": fixed[key][w], "held_out_rule": rule[key][r],
+                "rule_weight": agreement_weight(item.agreement, r),
+            }
+    everything = list(raw)
+    out["chosen"]["ship"] = {
+        "fixed_weight": max(WEIGHTS, key=lambda w: np.mean(
+            [_gain(fixed[k][w], bases[k]) for k in everything])),
+        "head_reliability": max(HEAD_RELIABILITIES, key=lambda r: np.mean(
+            [_gain(rule[k][r], bases[k]) for k in everything])),
+    }
+    return out
+
+
+def print_fusion(figures: dict) -> None:
+    print("| held-out list | agreement | first stage | cosine | fusion | head, chosen fixed w | "
+          "head, agreement-set w (w) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for key, row in figures["lists"].items():
+        base = figures["baselines"][key]
+        print(f"| {key} | {row['agreement']:.3f} | {base['first stage']:.4f} | "
+              f"{base['cosine']:.4f} | {base['fusion']:.4f} | {row['held_out_fixed']:.4f} | "
+              f"{row['held_out_rule']:.4f} ({row['rule_weight']:.2f}) |")
+    print(json.dumps(figures["chosen"]))
 
 
 # --- loo -----------------------------------------------------------------------------------------
@@ -495,7 +551,7 @@ def print_table(figures: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["prepare", "agreement", "loo", "jobs", "ship", "cost"])
+    parser.add_argument("step", choices=["prepare", "agreement", "loo", "fusion", "jobs", "ship", "cost"])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="out/heldout")
     parser.add_argument("--configs", default=",".join(CONFIGS))
@@ -518,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "loo":
         figures = loo(work, [CONFIGS[c] for c in args.configs.split(",")], work / "checkpoints")
         print_table(figures)
+    elif args.step == "fusion":
+        figures = fusion_table(work, args.config if args.config != "auto" else "feedback",
+                               work / "checkpoints")
+        print_fusion(figures)
     elif args.step == "cost":
         figures = head_cost(work, args.baseline)
         print(json.dumps(figures, indent=1))

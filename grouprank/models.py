@@ -147,6 +147,9 @@ class ModelRef:
     # and queries are then embedded each on its own, so a job embeds each distinct text once
     # (``precomputed_embeddings``).
     encoder: EncoderRef | None = None
+    # Set for a group encoder whose fusion weight follows each table's first-stage agreement
+    # (``GroupEncoderConfig.fusion_reliability``); ``fusion_weight`` is then the fallback.
+    fusion_reliability: float | None = None
 
     @property
     def precomputed_embeddings(self) -> bool:
@@ -185,7 +188,7 @@ def model_ref(spec: str) -> ModelRef:
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,
-                        encoder)
+                        encoder, config.fusion_reliability)
     return ModelRef(spec, CAUSAL_LM, model_name(spec), content_digest(path), LLM_FUSION_WEIGHT)
 
 

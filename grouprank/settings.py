@@ -37,8 +37,10 @@ class RerankSettings:
     # Test-time scaling: reshuffle into new groups this many times and average the scores.
     repeats: int = 1
     # final = w * model_score / 10 + (1 - w) * minmax(first-stage score); 1 = model alone.
-    # Unset: the model's own: 0.6 (the authors' released setting) for LLMs, a group-encoder
-    # checkpoint's `fusion_weight` (0.8 for the shipped default, chosen leave-one-collection-out).
+    # Unset: the model's own: 0.6 (the authors' released setting) for LLMs; for a group encoder
+    # with a `fusion_reliability` (the shipped default), set per table by how far its first stage
+    # agrees with the encoder (weak first stage: ~0.8, strong: ~0.6, the encoder's own: ~0);
+    # otherwise the checkpoint's `fusion_weight`.
     fusion_weight: float | None = None
     # direct: read the 0-10 score distribution at each answer slot; reason: free generation.
     mode: Mode = "direct"

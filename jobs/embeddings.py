@@ -136,12 +136,17 @@ def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
 
 def attach_agreement(embedded: DataFrame) -> DataFrame:
     """Adds each row's ``first_stage_agreement``: how far its query's first stage agrees with
-    the encoder over the whole list, the Pearson correlation of log first-stage rank and log
-    cosine rank (cosine ties by first-stage rank, then docid). The same value as
-    ``grouprank.backends.group_encoder.first_stage_agreement``; null where it is undefined (fewer
-    than 3 documents, or one side constant). Rows need ``vector``, ``query_vector`` and
-    ``first_stage_rank``."""
-    agreements = _with_cosine_rank(embedded).groupBy("qid").agg(
+    the encoder over the whole list (``query_agreements``). Rows need ``vector``,
+    ``query_vector`` and ``first_stage_rank``."""
+    return embedded.join(query_agreements(embedded), "qid")
+
+
+def query_agreements(embedded: DataFrame) -> DataFrame:
+    """``(qid, first_stage_agreement)``: the Pearson correlation of log first-stage rank and log
+    cosine rank over each query's list (cosine ties by first-stage rank, then docid). The same
+    value as ``grouprank.backends.group_encoder.first_stage_agreement``; null where it is
+    undefined (fewer than 3 documents, or one side constant)."""
+    return _with_cosine_rank(embedded).groupBy("qid").agg(
         F.corr(F.log(F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("double")),
                F.log(F.col("_cos_rank").cast("double"))).alias("_corr"),
         F.count(F.lit(1)).alias("_n"),
@@ -150,7 +155,18 @@ def attach_agreement(embedded: DataFrame) -> DataFrame:
         F.when((F.col("_n") >= 3) & ~F.isnan("_corr"), F.col("_corr")).alias(
             "first_stage_agreement"),
     )
-    return embedded.join(agreements, "qid")
+
+
+def table_agreement(scoreable: DataFrame, vectors: DataFrame) -> tuple[float | None, int]:
+    """The mean ``first_stage_agreement`` over the queries of ``scoreable`` (rows sent to the
+    model) where it is defined, and how many those are; ``(None, 0)`` if none. One Spark job
+    over the vectors already computed for scoring (``grouprank.fusion``)."""
+    row = query_agreements(attach_embeddings(scoreable, vectors)).agg(
+        F.avg("first_stage_agreement").alias("mean"),
+        F.count("first_stage_agreement").alias("queries"),
+    ).first()
+    return (None if row is None or row["mean"] is None else float(row["mean"])), int(
+        row["queries"] if row is not None else 0)
 
 
 def _with_cosine_rank(embedded: DataFrame) -> DataFrame:

@@ -371,3 +371,89 @@ def test_sft_reads_the_samples_agreement_when_the_head_does(tmp_path):
     plain = trainer._prepare(samples.drop(columns="first_stage_agreement"), "sft",
                              load_head(tmp_path / "head").config)
     assert torch.isnan(plain.agreements).all()
+
+
+def _table_by(spark, path: str, order: str) -> list[tuple]:
+    """Two queries of 8 documents whose first-stage scores follow MiniLM's cosine (``agree``),
+    its reverse (``reverse``) or a fixed shuffle (``mixed``), written as a candidates table."""
+    from grouprank.encoding import embed_in_memory
+    from schemas import CANDIDATES
+
+    rows = []
+    for q, query in enumerate(["solar panels on a roof", "fish that live in rivers"]):
+        texts = [f"{topic} note {k}" for k, topic in enumerate(TOPICS * 2)]
+        cosines = (embed_in_memory("minilm", texts, precision="fp32")
+                   @ embed_in_memory("minilm", [query], precision="fp32")[0]).numpy()
+        scores = {"agree": cosines, "two": cosines, "reverse": -cosines,
+                  "mixed": np.random.default_rng(q).permutation(cosines)}[order]
+        rows += [(f"q{q}", query, f"d{k}", text, float(score), None)
+                 for k, (text, score) in enumerate(zip(texts, scores))]
+    spark.createDataFrame(rows, CANDIDATES).write.format("delta").save(path)
+    return rows
+
+
+def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_path):
+    from dataclasses import replace
+
+    from grouprank.encoding import embed_in_memory
+    from grouprank.fusion import agreement_weight
+    from grouprank.models import model_ref
+    from jobs.candidates import prepare_candidates
+    from jobs.embeddings import distinct_texts, embed_texts
+    from jobs.stages import rerank as rerank_job
+
+    torch.manual_seed(0)
+    save_head(GroupHead(GroupEncoderConfig(hidden=32, heads=4, dropout=0.0, rank_features=True,
+                                           fusion_weight=0.5, fusion_reliability=0.8)).eval(),
+              tmp_path / "ckpt")
+    settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=4, partitions=2,
+                              precision="fp32")
+    ref = model_ref(settings.model)
+    # Through the job: a first stage that ranks as the encoder does is the strong one, and the
+    # job defers to it.
+    _table_by(spark, str(tmp_path / "agree"), "agree")
+    summary = rerank_job.run(rerank_job.RerankJob(
+        str(tmp_path / "agree"), str(tmp_path / "out"), "2026-12-02"), settings)
+    fusion = summary["fusion"]
+    assert fusion["set_by"] == "first-stage agreement" and fusion["queries"] == 2
+    assert fusion["first_stage_agreement"] == pytest.approx(1.0, abs=1e-9)
+    assert fusion["weight"] == pytest.approx(agreement_weight(1.0, 0.8), abs=1e-4)
+    assert fusion["weight"] < 0.01 and summary["settings"]["fusion_weight"] == fusion["weight"]
+    out = spark.read.format("delta").load(str(tmp_path / "out")).toPandas()
+    for _, ranked in out.sort_values(["qid", "rank"]).groupby("qid"):
+        assert ranked["first_stage_rank"].tolist() == list(range(1, 9))
+
+    def resolved(order: str, where: str = "true") -> dict:
+        rows = _table_by(spark, str(tmp_path / order), order)
+        prepared = prepare_candidates(
+            spark.read.format("delta").load(str(tmp_path / order)).where(where))
+        vectors = embed_texts(distinct_texts(prepared), settings, ref, 2)
+        return rows, rerank_job.resolve_fusion(prepared, vectors, settings, ref)[1]
+
+    def numpy_mean(rows) -> float:
+        """The mean of the queries' agreements, as grouprank computes it in numpy."""
+        frame = pd.DataFrame(rows, columns=["qid", "query", "docid", "text", "score", "r"])
+        agreements = []
+        for _, group in frame.groupby("qid"):
+            query = embed_in_memory("minilm", [group["query"].iloc[0]], precision="fp32")[0]
+            vectors = embed_in_memory("minilm", list(group.text), precision="fp32")
+            ranks = group.score.rank(ascending=False, method="first").to_numpy()
+            agreements.append(first_stage_agreement(ranks, (vectors @ query).numpy()))
+        return float(np.mean(agreements))
+
+    # One that ranks against it gets no share: the head's score alone.
+    rows, fusion = resolved("reverse")
+    assert fusion["first_stage_agreement"] == pytest.approx(numpy_mean(rows), abs=1e-6)
+    assert fusion["first_stage_agreement"] < -0.5 and fusion["weight"] == 1.0
+    # In between, the rule's weight for the table's mean agreement.
+    rows, fusion = resolved("mixed")
+    assert fusion["first_stage_agreement"] == pytest.approx(numpy_mean(rows), abs=1e-6)
+    assert fusion["weight"] == pytest.approx(
+        agreement_weight(fusion["first_stage_agreement"], 0.8), abs=1e-4)
+    # Two documents a query: no agreement to measure, so the model's own weight.
+    _, fusion = resolved("two", "docid IN ('d0', 'd1')")
+    assert fusion == {"weight": 0.5, "set_by": "model (no agreement measurable)"}
+    # --fusion-weight wins over the rule, and costs no Spark job.
+    given = replace(settings, fusion_weight=0.3)
+    assert rerank_job.resolve_fusion(None, None, given, ref) == (
+        given, {"weight": 0.3, "set_by": "--fusion-weight"})

@@ -64,6 +64,11 @@ class GroupEncoderConfig:
     # The reranking job's fusion weight when --fusion-weight is not given: the head already reads
     # the first-stage score, so fusing it in again only double-counts it.
     fusion_weight: float = 1.0
+    # When set, the job's fusion weight is instead set per table by its first stage's mean
+    # agreement with the encoder (``grouprank.fusion.agreement_weight`` at this reliability):
+    # lean on the head over a weak first stage, defer to a strong one. ``fusion_weight`` stays
+    # the fallback where no agreement can be measured (every query under 3 documents).
+    fusion_reliability: float | None = None
     # Whether the head also reads each document's first-stage rank in the query's whole list
     # (``GroupInput.first_stage_rank``); checkpoints from before it was a feature read only the
     # scores normalised within the group.
@@ -84,6 +89,8 @@ class GroupEncoderConfig:
             raise ValueError(f"not a group-encoder config (kind={self.kind!r})")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.fusion_reliability is not None and not 0.0 < self.fusion_reliability < 1.0:
+            raise ValueError(f"fusion_reliability must be in (0, 1), got {self.fusion_reliability}")
 
 
 class GroupHead(nn.Module):

@@ -20,12 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from grouprank.fusion import agreement_weight
 from grouprank.models import ModelRef, fusion_weight_for, model_ref
 from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT, OK, PARTIAL
 from grouprank.prompts import template_for
@@ -38,6 +39,7 @@ from jobs.embeddings import (
     embed_texts,
     refresh_store,
     store_refusal,
+    table_agreement,
 )
 from jobs.entry import Refused
 from jobs.progress import stage
@@ -193,8 +195,46 @@ def rerank_with_scores(
     ref = ref or model_ref(settings.model)
     settings = driver_precision(settings, candidates.sparkSession)
     base = prepare_candidates(candidates)
+    if vectors is None and _agreement_sets_weight(settings, ref):
+        # The table's agreement needs the vectors before the fusion: embed once, for both.
+        partitions = partitions or settings.partitions or default_parallelism(base.sparkSession)
+        vectors = embed_texts(distinct_texts(base.where(F.col("skip").isNull())), settings, ref,
+                              partitions).persist()
+    settings, _ = resolve_fusion(base, vectors, settings, ref)
     scored = score_candidates(base, settings, ref, partitions, vectors)
     return fuse_and_rank(base, scored, settings, ref, run_date), scored
+
+
+def _agreement_sets_weight(settings: RerankSettings, ref: ModelRef) -> bool:
+    return (settings.fusion_weight is None and ref.fusion_reliability is not None
+            and ref.precomputed_embeddings)
+
+
+def resolve_fusion(
+    prepared: DataFrame, vectors: DataFrame | None, settings: RerankSettings, ref: ModelRef
+) -> tuple[RerankSettings, dict]:
+    """The settings with the fusion weight this run uses, and how it was set (the summary's
+    ``fusion``): ``--fusion-weight`` if given; else, for a model with a ``fusion_reliability``,
+    the weight its first stage's mean agreement with the encoder gives over this table
+    (``grouprank.fusion``; one Spark job over ``vectors``); else the model's own weight."""
+    if settings.fusion_weight is not None:
+        return settings, {"weight": settings.fusion_weight, "set_by": "--fusion-weight"}
+    if not _agreement_sets_weight(settings, ref) or vectors is None:
+        return settings, {"weight": ref.fusion_weight, "set_by": "model"}
+    started = time.monotonic()
+    agreement, queries = table_agreement(prepared.where(F.col("skip").isNull()), vectors)
+    if agreement is None:
+        log.warning("no query has 3 or more scoreable candidates: the first stage's agreement "
+                    "is undefined, so the model's fusion weight %s is used", ref.fusion_weight)
+        return replace(settings, fusion_weight=ref.fusion_weight), {
+            "weight": ref.fusion_weight, "set_by": "model (no agreement measurable)"}
+    weight = round(agreement_weight(agreement, ref.fusion_reliability), 4)
+    log.info("rerank: the first stage agrees %.3f with the encoder over %d queries: fusion "
+             "weight %.2f (the model's share; the first stage gets the rest; %.1f s)", agreement,
+             queries, weight, time.monotonic() - started)
+    return replace(settings, fusion_weight=weight), {
+        "weight": weight, "set_by": "first-stage agreement", "first_stage_agreement": agreement,
+        "queries": queries, "reliability": ref.fusion_reliability}
 
 
 def score_candidates(
@@ -414,6 +454,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     # Read once: over Spark Connect finding it is a query to the server.
     partitions = settings.partitions or default_parallelism(spark)
     vectors, embedded = _embed(spark, job, settings, ref, candidates, partitions)
+    settings, fusion = resolve_fusion(prepare_candidates(candidates), vectors, settings, ref)
     cache = None
     if job.score_cache:
         base = prepare_candidates(candidates)
@@ -433,6 +474,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         summary = _summary(job, settings, report, counts)
         summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
         summary["embeddings"] = embedded
+        summary["fusion"] = fusion
         summary["score_cache"] = {} if cache is None else {
             "cache": job.score_cache, "groups": cache.groups, "scored": cache.scored,
             "reused": cache.reused}
