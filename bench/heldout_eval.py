@@ -371,9 +371,12 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
 
 
 def _set_fusion_weight(path: Path, weight: float) -> None:
+    _set_config(path, fusion_weight=weight)
+
+
+def _set_config(path: Path, **values) -> None:
     config_file = Path(path) / "grouprank.json"
-    config = json.loads(config_file.read_text())
-    config["fusion_weight"] = weight
+    config = {**json.loads(config_file.read_text()), **values}
     config_file.write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -592,8 +595,13 @@ def main(argv: list[str] | None = None) -> int:
         reliability = choose_reliability(lists, "") if config.teacher == "adaptive" else None
         _, count, summary = train_head(lists, pairs, config, Path(args.output),
                                        reliability=reliability)
+        # The fusion rule's reliability, as the fusion step chose it on every list.
+        fusion = work / "fusion.json"
+        head_reliability = (json.loads(fusion.read_text())["chosen"]["ship"]["head_reliability"]
+                            if fusion.is_file() else None)
+        _set_config(Path(args.output), fusion_reliability=head_reliability)
         figures = {"config": asdict(config), "reliability": reliability, "samples": count,
-                   "summary": summary}
+                   "fusion_reliability": head_reliability, "summary": summary}
         print(json.dumps(figures, indent=1))
     else:
         if "old" in args.models.split(",") and not (work / "loo.json").exists():
@@ -605,8 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
-    if args.step == "loo":
-        (work / "loo.json").write_text(json.dumps(figures, indent=1) + "\n")
+    if args.step in ("loo", "fusion"):
+        (work / f"{args.step}.json").write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 

@@ -107,3 +107,26 @@ def test_the_shipped_default_prefers_a_relevant_document_over_a_lexical_decoy():
     assert result.statuses == ["ok"] * 4
     relevant, decoy = result.scores[2], result.scores[0]
     assert relevant > decoy, result.scores
+
+
+def test_the_fusion_rule_is_chosen_without_the_held_out_judgments(lists, work, tmp_path):
+    import shutil
+
+    config = heldout.Config("tiny", teacher="fusion3", feedback_top=3, epochs=1)
+    checkpoints = tmp_path / "checkpoints"
+    for held in heldout.RUNS:
+        heldout.train_head(lists, heldout.training_split(held), config, checkpoints / held / "tiny")
+    before = heldout.fusion_table(work, "tiny", checkpoints)
+    # Other judgments for DL19 (every document of query 0 relevant): its own figures move, its
+    # choices do not (they come from the other collections' lists).
+    other = tmp_path / "work"
+    shutil.copytree(work, other)
+    frame = pd.read_parquet(work / "dl19-bm25.parquet")
+    pd.DataFrame({"qid": "0", "docid": frame[frame.qid == "0"].docid, "relevance": 1}).to_parquet(
+        other / "dl19-qrels.parquet")
+    after = heldout.fusion_table(other, "tiny", checkpoints)
+    assert after["chosen"]["dl19"] == before["chosen"]["dl19"]
+    assert after["lists"]["dl19/bm25"]["fixed"] != before["lists"]["dl19/bm25"]["fixed"]
+    row = before["lists"]["dl19/splade"]
+    assert row["rule_weight"] == pytest.approx(heldout.agreement_weight(
+        row["agreement"], before["chosen"]["dl19"]["head_reliability"]))
