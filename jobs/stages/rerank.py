@@ -229,9 +229,9 @@ def resolve_fusion(
         return replace(settings, fusion_weight=ref.fusion_weight), {
             "weight": ref.fusion_weight, "set_by": "model (no agreement measurable)"}
     weight = round(agreement_weight(agreement, ref.fusion_reliability), 4)
-    log.info("rerank: the first stage agrees %.3f with the encoder over %d queries: fusion "
-             "weight %.2f (the model's share; the first stage gets the rest; %.1f s)", agreement,
-             queries, weight, time.monotonic() - started)
+    log.info("rerank: the first stage agrees %.3f with the encoder over %d queries: model "
+             "weight %.2f in the fusion (%.1f s)", agreement, queries, weight,
+             time.monotonic() - started)
     return replace(settings, fusion_weight=weight), {
         "weight": weight, "set_by": "first-stage agreement", "first_stage_agreement": agreement,
         "queries": queries, "reliability": ref.fusion_reliability}
