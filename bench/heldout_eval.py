@@ -393,22 +393,27 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
     on the *other* collections' lists (``select``'s objective), never on its own judgments."""
     lists = load_lists(work)
     bases = baselines(lists)
-    raw, fixed, rule = {}, {}, {}
+    fixed, rule = {}, {}
     for (name, run), item in lists.items():
-        head = load_head(checkpoints / name / config)
         key = f"{name}/{run}"
-        raw[key] = item.scores(head, 1.0)  # the head's 0-10 score / 10
+        head = item.scores(load_head(checkpoints / name / config), 1.0)  # its 0-10 score / 10
         first = minmax(item.frame).values
-        fixed[key] = {w: item.ndcg(w * raw[key] + (1 - w) * first) for w in WEIGHTS}
-        rule[key] = {r: item.ndcg(agreement_weight(item.agreement, r) * raw[key]
-                                  + (1 - agreement_weight(item.agreement, r)) * first)
-                     for r in HEAD_RELIABILITIES}
+
+        def fused(w: float) -> float:
+            return item.ndcg(w * head + (1 - w) * first)
+
+        fixed[key] = {w: fused(w) for w in WEIGHTS}
+        rule[key] = {r: fused(agreement_weight(item.agreement, r)) for r in HEAD_RELIABILITIES}
+
+    def best(figures: dict, keys: list[str]) -> float:
+        """The option (weight or reliability) with the best mean gain over ``keys``' lists."""
+        options = next(iter(figures.values()))
+        return max(options, key=lambda o: np.mean([_gain(figures[k][o], bases[k]) for k in keys]))
+
     out: dict = {"baselines": bases, "lists": {}, "chosen": {}}
     for held in RUNS:
-        others = [key for key in raw if key.split("/")[0] != held]
-        w = max(WEIGHTS, key=lambda w: np.mean([_gain(fixed[k][w], bases[k]) for k in others]))
-        r = max(HEAD_RELIABILITIES,
-                key=lambda r: np.mean([_gain(rule[k][r], bases[k]) for k in others]))
+        others = [key for key in fixed if key.split("/")[0] != held]
+        w, r = best(fixed, others), best(rule, others)
         out["chosen"][held] = {"fixed_weight": w, "head_reliability": r}
         for run in RUNS[held]:
             key, item = f"{held}/{run}", lists[held, run]
@@ -417,13 +422,8 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
                 "held_out_fixed": fixed[key][w], "held_out_rule": rule[key][r],
                 "rule_weight": agreement_weight(item.agreement, r),
             }
-    everything = list(raw)
-    out["chosen"]["ship"] = {
-        "fixed_weight": max(WEIGHTS, key=lambda w: np.mean(
-            [_gain(fixed[k][w], bases[k]) for k in everything])),
-        "head_reliability": max(HEAD_RELIABILITIES, key=lambda r: np.mean(
-            [_gain(rule[k][r], bases[k]) for k in everything])),
-    }
+    out["chosen"]["ship"] = {"fixed_weight": best(fixed, list(fixed)),
+                             "head_reliability": best(rule, list(rule))}
     return out
 
 

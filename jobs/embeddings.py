@@ -164,9 +164,8 @@ def table_agreement(scoreable: DataFrame, vectors: DataFrame) -> tuple[float | N
     row = query_agreements(attach_embeddings(scoreable, vectors)).agg(
         F.avg("first_stage_agreement").alias("mean"),
         F.count("first_stage_agreement").alias("queries"),
-    ).first()
-    return (None if row is None or row["mean"] is None else float(row["mean"])), int(
-        row["queries"] if row is not None else 0)
+    ).first()  # a global aggregate: always one row
+    return (None if row["mean"] is None else float(row["mean"])), int(row["queries"])
 
 
 def _with_cosine_rank(embedded: DataFrame) -> DataFrame:

@@ -53,11 +53,9 @@ def spark(tmp_path_factory, fault_file):
         "spark.executorEnv.GROUPRANK_TEST_FAULT_FILE": str(fault_file),
     }
     # It runs hundreds of jobs: on C1 alone the publish tests took 1.5x as long.
-    quick, os.environ["GROUPRANK_QUICK_JIT"] = os.environ["GROUPRANK_QUICK_JIT"], "0"
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GROUPRANK_QUICK_JIT", "0")
         session = get_session("grouprank-tests", master="local[2,4]", conf=conf)
-    finally:
-        os.environ["GROUPRANK_QUICK_JIT"] = quick
     session.sparkContext.setLogLevel("ERROR")
     stop = threading.Event()
     keeper = threading.Thread(target=_keep_python_workers, args=(session, stop), daemon=True)

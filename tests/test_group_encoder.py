@@ -423,7 +423,7 @@ def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_p
     for _, ranked in out.sort_values(["qid", "rank"]).groupby("qid"):
         assert ranked["first_stage_rank"].tolist() == list(range(1, 9))
 
-    def resolved(order: str, where: str = "true") -> dict:
+    def resolved(order: str, where: str = "true") -> tuple[list[tuple], dict]:
         rows = _table_by(spark, str(tmp_path / order), order)
         prepared = prepare_candidates(
             spark.read.format("delta").load(str(tmp_path / order)).where(where))

@@ -198,11 +198,24 @@ def rerank_with_scores(
     if vectors is None and _agreement_sets_weight(settings, ref):
         # The table's agreement needs the vectors before the fusion: embed once, for both.
         partitions = partitions or settings.partitions or default_parallelism(base.sparkSession)
-        vectors = embed_texts(distinct_texts(base.where(F.col("skip").isNull())), settings, ref,
-                              partitions).persist()
+        vectors = _embed_once(_scoreable(base), settings, ref, partitions)
     settings, _ = resolve_fusion(base, vectors, settings, ref)
     scored = score_candidates(base, settings, ref, partitions, vectors)
     return fuse_and_rank(base, scored, settings, ref, run_date), scored
+
+
+def _scoreable(prepared: DataFrame) -> DataFrame:
+    """The prepared rows that go to the model (not skipped for an empty query or text)."""
+    return prepared.where(F.col("skip").isNull())
+
+
+def _embed_once(
+    scoreable: DataFrame, settings: RerankSettings, ref: ModelRef, partitions: int
+) -> DataFrame:
+    """The vectors of the scoreable rows' distinct texts, persisted: they are read by several
+    joins (documents, queries, the feedback vector, the agreement), and the encoder would
+    otherwise run once per join."""
+    return embed_texts(distinct_texts(scoreable), settings, ref, partitions).persist()
 
 
 def _agreement_sets_weight(settings: RerankSettings, ref: ModelRef) -> bool:
@@ -222,7 +235,7 @@ def resolve_fusion(
     if not _agreement_sets_weight(settings, ref) or vectors is None:
         return settings, {"weight": ref.fusion_weight, "set_by": "model"}
     started = time.monotonic()
-    agreement, queries = table_agreement(prepared.where(F.col("skip").isNull()), vectors)
+    agreement, queries = table_agreement(_scoreable(prepared), vectors)
     if agreement is None:
         log.warning("no query has 3 or more scoreable candidates: the first stage's agreement "
                     "is undefined, so the model's fusion weight %s is used", ref.fusion_weight)
@@ -264,20 +277,12 @@ def group_candidates(
     document and query text is embedded once in its own stage (or taken from ``vectors``, e.g.
     read from an embedding store) and the groups carry the vectors to the scoring UDF.
     """
-    from jobs.embeddings import (
-        attach_agreement,
-        attach_embeddings,
-        attach_feedback,
-        distinct_texts,
-        embed_texts,
-    )
+    from jobs.embeddings import attach_agreement, attach_embeddings, attach_feedback
 
-    scoreable = prepared.where(F.col("skip").isNull())
+    scoreable = _scoreable(prepared)
     if ref.precomputed_embeddings:
         if vectors is None:
-            # Read by four joins (documents, queries, and both again for the feedback vector):
-            # kept after the first computation, or the encoder would run once per join.
-            vectors = embed_texts(distinct_texts(scoreable), settings, ref, partitions).persist()
+            vectors = _embed_once(scoreable, settings, ref, partitions)
         scoreable = attach_embeddings(scoreable, vectors)
         if ref.encoder.feedback_top:
             scoreable = attach_feedback(scoreable, ref.encoder.feedback_top)
@@ -508,17 +513,17 @@ def _embed(
     """
     if not ref.precomputed_embeddings:
         return None, {}
-    texts = distinct_texts(prepare_candidates(candidates).where("skip IS NULL"))
+    scoreable = _scoreable(prepare_candidates(candidates))
     if job.embedding_store:
         with stage(spark, f"rerank: embedding new texts into {job.embedding_store}"):
             vectors, found = refresh_store(
-                spark, job.embedding_store, texts, settings, ref, partitions
+                spark, job.embedding_store, distinct_texts(scoreable), settings, ref, partitions
             )
             vectors = vectors.persist()
             vectors.count()
         return vectors, {"texts": found.texts, "encoded": found.encoded, "reused": found.reused,
                          "store": job.embedding_store, "precision": settings.precision}
-    vectors = embed_texts(texts, settings, ref, partitions).persist()
+    vectors = _embed_once(scoreable, settings, ref, partitions)
     with stage(spark, "rerank: embedding each distinct text once"):
         count = vectors.count()
     return vectors, {"texts": count, "encoded": count, "reused": 0, "store": None,
