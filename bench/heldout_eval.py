@@ -393,11 +393,15 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
     on the *other* collections' lists (``select``'s objective), never on its own judgments."""
     lists = load_lists(work)
     bases = baselines(lists)
-    fixed, rule = {}, {}
+    fixed, rule, head_agreement = {}, {}, {}
     for (name, run), item in lists.items():
         key = f"{name}/{run}"
         head = item.scores(load_head(checkpoints / name / config), 1.0)  # its 0-10 score / 10
         first = minmax(item.frame).values
+        # A second view tried for telling strong first stages apart: agreement with the head.
+        head_agreement[key] = float(np.nanmean([
+            first_stage_agreement(item.frame.rank_fs.values[i], head[i])
+            for i in item.by_query.values()]))
 
         def fused(w: float) -> float:
             return item.ndcg(w * head + (1 - w) * first)
@@ -418,7 +422,8 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
         for run in RUNS[held]:
             key, item = f"{held}/{run}", lists[held, run]
             out["lists"][key] = {
-                "agreement": item.agreement, "fixed": fixed[key], "rule": rule[key],
+                "agreement": item.agreement, "head_agreement": head_agreement[key],
+                "fixed": fixed[key], "rule": rule[key],
                 "held_out_fixed": fixed[key][w], "held_out_rule": rule[key][r],
                 "rule_weight": agreement_weight(item.agreement, r),
             }
@@ -428,12 +433,13 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
 
 
 def print_fusion(figures: dict) -> None:
-    print("| held-out list | agreement | first stage | cosine | fusion | head, chosen fixed w | "
-          "head, agreement-set w (w) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| held-out list | agreement | with the head | first stage | cosine | fusion | "
+          "head, chosen fixed w | head, agreement-set w (w) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, row in figures["lists"].items():
         base = figures["baselines"][key]
-        print(f"| {key} | {row['agreement']:.3f} | {base['first stage']:.4f} | "
+        print(f"| {key} | {row['agreement']:.3f} | {row['head_agreement']:.3f} | "
+              f"{base['first stage']:.4f} | "
               f"{base['cosine']:.4f} | {base['fusion']:.4f} | {row['held_out_fixed']:.4f} | "
               f"{row['held_out_rule']:.4f} ({row['rule_weight']:.2f}) |")
     print(json.dumps(figures["chosen"]))
