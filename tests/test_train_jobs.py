@@ -181,12 +181,12 @@ def test_training_through_the_embedding_store_gives_the_same_head(
     curve, head = trained("plain")
     for out in ("first", "again", "alone"):
         other_curve, other_head = trained(out)
-        assert np.allclose(other_curve, curve, atol=1e-6, rtol=0), out
         # The trainer alone encodes in this process, with its own torch thread count, so its
-        # vectors may differ from the Spark workers' in the last bits (~1e-7); Adam's
-        # per-weight normalisation can turn that into larger differences on weights whose
-        # gradient is near zero. The curve above is still within 1e-6 for all three.
+        # vectors may differ from the Spark workers' in the last bits (~1e-7); three steps can
+        # grow that to ~4e-5 in the loss (seen once), and Adam's per-weight normalisation to
+        # more on weights whose gradient is near zero. The jobs' three runs must agree exactly.
         atol = 1e-3 if out == "alone" else 1e-6
+        assert np.allclose(other_curve, curve, atol=atol, rtol=0), (out, other_curve, curve)
         worst = max(float((head[k] - other_head[k]).abs().max()) for k in head)
         assert worst <= atol, (out, worst)
     # train-rl from the checkpoint reads the rows train-sft added: its key is the base's.
