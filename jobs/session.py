@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import logging
+import math
 import os
 import re
 import shutil
@@ -423,3 +424,22 @@ def default_parallelism(spark) -> int:
         # leave no split empty. One tiny query: 0.4 s on a warm local server.
         ids = spark.range(1 << 20).select(F.spark_partition_id().alias("p"))
         return int(ids.agg(F.max("p")).first()[0]) + 1
+
+
+# Rows (or texts) a task should have before a job splits its model work further: each task's
+# Python worker loads the model (for the shipped encoder: torch's import and MiniLM, 3-10 s on a
+# small CPU), which costs more than encoding a few hundred texts.
+ROWS_PER_MODEL_TASK = 1000
+
+
+def model_partitions(spark, rows: int) -> int:
+    """Partitions for ``rows`` rows of model work: one per ``ROWS_PER_MODEL_TASK`` rows, at most
+    one per core (``default_parallelism``), at least one. A small table then loads the model in
+    one worker instead of in every core's.
+
+    Example:
+        >>> [model_partitions(get_session(), n) for n in (19, 1500, 10**6)]  # doctest: +SKIP
+        [1, 2, 2]
+    """
+    wanted = math.ceil(max(rows, 1) / ROWS_PER_MODEL_TASK)
+    return max(1, min(default_parallelism(spark), wanted))

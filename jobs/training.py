@@ -17,7 +17,6 @@ sha256(text) -> vector; the trainer then encodes nothing.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numpy as np
@@ -30,7 +29,6 @@ from jobs.configs import RLOptions, TrainJob
 log = logging.getLogger("grouprank.train")
 
 GROUP_ENCODER, LLM = "group-encoder", "llm"
-_TEXTS_PER_PARTITION = 1000
 
 
 def backbone_of(ref: ModelRef) -> str:
@@ -86,7 +84,7 @@ def embed_samples(
     from grouprank.settings import RerankSettings
     from jobs.embeddings import driver_precision, embed_texts, refresh_store, sample_texts
     from jobs.progress import stage
-    from jobs.session import default_parallelism
+    from jobs.session import model_partitions
 
     # The embedding functions read only the precision (and trust_remote_code) of the settings.
     settings = driver_precision(RerankSettings(), spark)
@@ -94,10 +92,7 @@ def embed_samples(
     into = f" into {store}" if store else ""
     try:
         with stage(spark, f"train: embedding the samples' distinct texts{into}"):
-            # A partition per _TEXTS_PER_PARTITION texts, at most one per core: each partition's
-            # worker loads the encoder, which costs more than encoding a few hundred texts.
-            wanted = math.ceil(texts.count() / _TEXTS_PER_PARTITION)
-            partitions = max(1, min(default_parallelism(spark), wanted))
+            partitions = model_partitions(spark, texts.count())
             if store:
                 vectors, report = refresh_store(spark, store, texts, settings, ref, partitions)
                 rows = vectors.collect()

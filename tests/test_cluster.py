@@ -174,47 +174,91 @@ def _apps_on(worker) -> set[str]:
     return {p.name for p in worker.work_dir.iterdir() if p.name.startswith("app-")}
 
 
-# The rerank entry script twice in one application: undisturbed, then with the executors' fault
-# injector armed so that the first chunk scored hangs; the test kills the executor running it.
-# The second run pays no driver or executor start-up of its own: in the same application the
-# test costs one replacement executor instead of one more spark-submit.
-_RERANK_TWICE = _RUN_ENTRY + """
-rerank, fault_file, fault, undisturbed, disturbed, *flags = sys.argv[1:]
-run_entry(rerank, ["--output", undisturbed, *flags])
+# Every job the tests below check, in one application (one driver, one executor per worker),
+# so the module pays for one spark-submit: files only the driver has and synthesis (the evaluate
+# entry script reading a TREC run and qrels from the driver's /tmp, the bundled sample written
+# with the demo's own function, the synthesize entry script), then the rerank entry script
+# twice: undisturbed, then with the executors' fault injector armed so that the first chunk
+# scored hangs; the test kills the executor running it. All import the project from the zip (the
+# guard runs).
+_ONE_APPLICATION = _RUN_ENTRY + """
+from jobs.stages.demo import write_sample
+from jobs.session import get_session
+(sample, evaluate, evaluate_flags, synthesize, synthesize_flags, rerank, fault_file, fault,
+ undisturbed, disturbed, rerank_flags) = sys.argv[1:]
+write_sample(get_session("sample"), sample)
+run_entry(evaluate, json.loads(evaluate_flags))
+run_entry(synthesize, json.loads(synthesize_flags))
+run_entry(rerank, ["--output", undisturbed, *json.loads(rerank_flags)])
 with open(fault_file, "w") as handle:  # read by the executors at every scoring call
     handle.write(fault)
-run_entry(rerank, ["--output", disturbed, *flags])
+run_entry(rerank, ["--output", disturbed, *json.loads(rerank_flags)])
 """
+_RUN = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 2.0, "y": 1.0}}
+_QRELS = {"q1": {"b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"z": 1}}
 
 
 @dataclass(frozen=True)
-class _Reranked:
-    undisturbed: str  # the two output tables' paths
-    disturbed: str
+class _Application:
     log: str
     marks: Path
     # Per worker, the applications it started an executor for during the submit.
     new_apps: list[set[str]]
-    # The executor JVM killed during the second run.
+    # The executor JVM killed during the second rerank run.
     killed: int
+    undisturbed: str  # the output tables' paths
+    disturbed: str
+    metrics: str
+    sample: str
+    samples: str
+
+    def after_first_rerank(self) -> tuple[str, str]:
+        """The log up to and including the first rerank's summary line, and the rest."""
+        offset = 0
+        for line in self.log.splitlines(keepends=True):
+            offset += len(line)
+            if line.startswith("summary: ") and json.loads(line[9:])["job"] == "rerank":
+                return self.log[:offset], self.log[offset:]
+        raise AssertionError("no rerank summary in the log:\n" + self.log[-3000:])
 
 
 @pytest.fixture(scope="module")
-def reranked(standalone_cluster, shipped, inputs):
-    """One submit of ``_RERANK_TWICE``; the executor running the second run's first scoring task
-    is killed (SIGKILL, with its Python workers, as when its machine is lost) while it scores."""
+def application(standalone_cluster, shipped, inputs, tmp_path_factory):
+    """One submit of ``_ONE_APPLICATION``; the executor running the second rerank's first
+    scoring task is killed (SIGKILL, with its Python workers, as when its machine is lost)
+    while it scores."""
     cluster, (candidates, model) = standalone_cluster, inputs
+    # Files in the driver's /tmp: an executor opening them would fail (its /tmp is empty).
+    local = tmp_path_factory.mktemp("driver-only")
+    run_file, qrels_file = local / "run.txt", local / "qrels.txt"
+    run_file.write_text("".join(
+        f"{q} Q0 {d} {r} {s} t\n" for q, docs in _RUN.items()
+        for r, (d, s) in enumerate(sorted(docs.items(), key=lambda x: -x[1]), 1)))
+    qrels_file.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in _QRELS.items()
+                                  for d, g in docs.items()))
     folder = shipped[0]
-    (folder / "rerank_twice.py").write_text(_RERANK_TWICE)
+    (folder / "one_application.py").write_text(_ONE_APPLICATION)
+    metrics, sample, samples, undisturbed, disturbed = (
+        str(cluster.shared / name)
+        for name in ("metrics", "sample", "samples", "reranked", "reranked-executor-lost"))
+    evaluate = ["--run", str(run_file), "--qrels", str(qrels_file), "--output", metrics,
+                "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"]
+    synthesize = [
+        "--candidates", candidates, "--output", samples, "--run-date", DAY,
+        "--pointwise-teacher", "first-stage", "--listwise-teacher", "first-stage",
+        "--chat-model", model, "--pool-size", "8", "--pool-top", "3", "--pool-depth", "10",
+        "--group-sizes", "4,6", "--samples-per-query", "2", "--partitions", "2"]
+    rerank = ["--candidates", candidates, "--run-date", DAY, "--model", model,
+              "--group-size", "5", "--partitions", "4"]
     fault_file, marker = cluster.shared / "fault", cluster.shared / "hang.marker"
     fault_file.write_text("")
-    outputs = [str(cluster.shared / name) for name in ("reranked", "reranked-executor-lost")]
     before = [_apps_on(w) for w in cluster.workers]
-    marks = cluster.shared / "rerank-marks"
-    job = _submit(cluster, shipped, "rerank_twice.py", [
-        str(folder / "rerank.py"), str(fault_file), f"hang-once:{marker}", *outputs,
-        "--candidates", candidates, "--run-date", DAY, "--model", model, "--group-size", "5",
-        "--partitions", "4"], marks=marks, fault_file=fault_file)
+    marks = cluster.shared / "marks"
+    job = _submit(cluster, shipped, "one_application.py", [
+        sample, str(folder / "evaluate.py"), json.dumps(evaluate),
+        str(folder / "synthesize.py"), json.dumps(synthesize),
+        str(folder / "rerank.py"), str(fault_file), f"hang-once:{marker}", undisturbed,
+        disturbed, json.dumps(rerank)], marks=marks, fault_file=fault_file)
     deadline = time.monotonic() + 1200
     try:
         while job.proc.poll() is None and time.monotonic() < deadline:
@@ -226,21 +270,22 @@ def reranked(standalone_cluster, shipped, inputs):
         raise
     if not (marker.exists() and marker.read_text().strip()):
         job.kill()
-        pytest.fail("the second run never started scoring:\n" + job.output()[-3000:])
+        pytest.fail("the second rerank never started scoring:\n" + job.output()[-3000:])
     killed = cluster.kill_executor_of(int(marker.read_text()))
     log = _finish(job)
     new_apps = [_apps_on(w) - b for w, b in zip(cluster.workers, before)]
-    return _Reranked(*outputs, log, marks, new_apps, killed)
+    return _Application(log, marks, new_apps, killed, undisturbed, disturbed, metrics, sample,
+                        samples)
 
 
-def test_rerank_runs_on_both_workers_from_the_wheel(spark, reranked):
+def test_rerank_runs_on_both_workers_from_the_wheel(spark, application):
     # Each worker started an executor for the application, and the guard ran in the driver and
     # in the executors' Python workers: the project came from the shipped zip.
-    assert all(len(apps) == 1 for apps in reranked.new_apps), reranked.new_apps
-    assert len(list(reranked.marks.iterdir())) >= 3
-    summary = _summaries(reranked.log, "rerank")[0]
+    assert all(len(apps) == 1 for apps in application.new_apps), application.new_apps
+    assert len(list(application.marks.iterdir())) >= 3
+    summary = _summaries(application.log, "rerank")[0]
     assert summary["rows_in"] == summary["rows_out"] == QUERIES * DOCS
-    rows = spark.read.format("delta").load(reranked.undisturbed).select("qid", "docid", "rank")
+    rows = spark.read.format("delta").load(application.undisturbed).select("qid", "docid", "rank")
     rows = rows.collect()
     assert sorted((r["qid"], r["docid"]) for r in rows) == sorted((r[0], r[2]) for r in _rows())
     for q in range(QUERIES):
@@ -248,74 +293,27 @@ def test_rerank_runs_on_both_workers_from_the_wheel(spark, reranked):
 
 
 def test_a_killed_executor_is_replaced_and_the_table_equals_an_undisturbed_run(
-    spark, standalone_cluster, reranked
+    spark, standalone_cluster, application
 ):
-    assert reranked.killed not in standalone_cluster.executors()
+    assert application.killed not in standalone_cluster.executors()
     # No executor was lost in the first run; in the second the scoring task running on the
     # killed one was lost and run again, and the master started a third executor (work folders
     # 0, 1 and 2 of the application) in its place.
-    first, second = reranked.log.split("\nsummary: ", 1)
+    first, second = application.after_first_rerank()
     assert "ExecutorLostFailure" not in first and "ExecutorLostFailure" in second
-    (app,) = set().union(*reranked.new_apps)
+    (app,) = set().union(*application.new_apps)
     folders = [w.work_dir / app for w in standalone_cluster.workers
                if (w.work_dir / app).is_dir()]
     assert sorted(e.name for f in folders for e in f.iterdir()) == ["0", "1", "2"], folders
-    summary = _summaries(reranked.log, "rerank")[1]
+    summary = _summaries(application.log, "rerank")[1]
     assert summary["rows_in"] == summary["rows_out"] == QUERIES * DOCS
-    table = spark.read.format("delta").load(reranked.disturbed)
+    table = spark.read.format("delta").load(application.disturbed)
     assert table.select("qid", "docid").distinct().count() == table.count() == QUERIES * DOCS
-    assertDataFrameEqual(table, spark.read.format("delta").load(reranked.undisturbed))
+    assertDataFrameEqual(table, spark.read.format("delta").load(application.undisturbed))
 
 
-# Files only the driver has, and synthesis, in one application: the evaluate entry script reading
-# a TREC run and qrels from the driver's /tmp, the bundled sample written with the demo's own
-# function, then the synthesize entry script. All import the project from the zip (the guard
-# runs).
-_DRIVER_FILES = _RUN_ENTRY + """
-from jobs.stages.demo import write_sample
-from jobs.session import get_session
-sample, evaluate, evaluate_flags, synthesize, synthesize_flags = sys.argv[1:]
-write_sample(get_session("sample"), sample)
-run_entry(evaluate, json.loads(evaluate_flags))
-run_entry(synthesize, json.loads(synthesize_flags))
-"""
-_RUN = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 2.0, "y": 1.0}}
-_QRELS = {"q1": {"b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"z": 1}}
-
-
-@pytest.fixture(scope="module")
-def driver_files(standalone_cluster, shipped, inputs, tmp_path_factory):
-    """Submits ``_DRIVER_FILES`` once; returns the metrics', sample's and samples' paths and the
-    output."""
-    candidates, model = inputs
-    # Files in the driver's /tmp: an executor opening them would fail (its /tmp is empty).
-    local = tmp_path_factory.mktemp("driver-only")
-    run_file, qrels_file = local / "run.txt", local / "qrels.txt"
-    run_file.write_text("".join(
-        f"{q} Q0 {d} {r} {s} t\n" for q, docs in _RUN.items()
-        for r, (d, s) in enumerate(sorted(docs.items(), key=lambda x: -x[1]), 1)))
-    qrels_file.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in _QRELS.items()
-                                  for d, g in docs.items()))
-    folder = shipped[0]
-    (folder / "driver_files.py").write_text(_DRIVER_FILES)
-    metrics, sample, samples = (str(standalone_cluster.shared / name)
-                                for name in ("metrics", "sample", "samples"))
-    evaluate = ["--run", str(run_file), "--qrels", str(qrels_file), "--output", metrics,
-                "--run-date", DAY, "--name", "tiny", "--metrics", "ndcg@10"]
-    synthesize = [
-        "--candidates", candidates, "--output", samples, "--run-date", DAY,
-        "--pointwise-teacher", "first-stage", "--listwise-teacher", "first-stage",
-        "--chat-model", model, "--pool-size", "8", "--pool-top", "3", "--pool-depth", "10",
-        "--group-sizes", "4,6", "--samples-per-query", "2", "--partitions", "2"]
-    log = _finish(_submit(standalone_cluster, shipped, "driver_files.py", [
-        sample, str(folder / "evaluate.py"), json.dumps(evaluate),
-        str(folder / "synthesize.py"), json.dumps(synthesize)],
-        marks=standalone_cluster.shared / "driver-files-marks"))
-    return metrics, sample, samples, log
-
-
-def test_evaluate_reads_trec_files_that_only_the_driver_has(spark, driver_files):
-    metrics = driver_files[0]
+def test_evaluate_reads_trec_files_that_only_the_driver_has(spark, application):
+    metrics = application.metrics
     got = {r["qid"]: r["value"] for r in spark.read.format("delta").load(metrics).collect()}
     expected = pytrec_eval.RelevanceEvaluator(_QRELS, {"ndcg_cut_10"}).evaluate(_RUN)
     for qid in _RUN:
@@ -324,8 +322,8 @@ def test_evaluate_reads_trec_files_that_only_the_driver_has(spark, driver_files)
     assert got["all"] == pytest.approx(sum(v["ndcg_cut_10"] for v in expected.values()) / 3)
 
 
-def test_synthesize_writes_its_samples_on_the_cluster(spark, driver_files):
-    _, _, samples, log = driver_files
+def test_synthesize_writes_its_samples_on_the_cluster(spark, application):
+    samples, log = application.samples, application.log
     (summary,) = _summaries(log, "synthesize")
     assert summary["pools"] == QUERIES
     table = spark.read.format("delta").load(samples)
@@ -333,8 +331,8 @@ def test_synthesize_writes_its_samples_on_the_cluster(spark, driver_files):
     assert {r["qid"] for r in table.select("qid").collect()} == {f"q{q}" for q in range(QUERIES)}
 
 
-def test_the_demo_sample_is_read_on_the_driver(spark, driver_files):
-    sample = driver_files[1]
+def test_the_demo_sample_is_read_on_the_driver(spark, application):
+    sample = application.sample
     lines = (REPO / "grouprank" / "data" / "sample_candidates.jsonl").read_text().splitlines()
     expected = {(r["qid"], r["docid"]) for r in map(json.loads, lines)}
     table = spark.read.format("delta").load(sample)

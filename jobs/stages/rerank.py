@@ -44,7 +44,7 @@ from jobs.embeddings import (
 from jobs.entry import Refused
 from jobs.progress import stage
 from jobs.score_cache import check_score_cache, score_with_cache
-from jobs.session import default_parallelism, get_session
+from jobs.session import default_parallelism, get_session, model_partitions
 from jobs.tables import (
     check_empty_allowed,
     check_table_ref,
@@ -456,8 +456,9 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         check_empty_allowed(spark, job.output, run_date, job.allow_empty, "--candidates")
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
     settings = driver_precision(settings, spark)
-    # Read once: over Spark Connect finding it is a query to the server.
-    partitions = settings.partitions or default_parallelism(spark)
+    # Found once (over Spark Connect that is a query to the server): a small table is embedded
+    # and scored in one task, so one worker loads the model, not one per core.
+    partitions = settings.partitions or model_partitions(spark, report.rows)
     vectors, embedded = _embed(spark, job, settings, ref, candidates, partitions)
     settings, fusion = resolve_fusion(prepare_candidates(candidates), vectors, settings, ref)
     cache = None
