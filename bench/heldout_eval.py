@@ -68,7 +68,7 @@ from grouprank.backends.group_encoder import (
 from grouprank.encoding import embed_in_memory
 from grouprank.fusion import agreement_weight, first_stage_share
 from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
-from train_eval import deal_groups, minmax, ndcg  # bench/: the job's grouping, fusion, metric
+from train_eval import deal_groups, first_stage_prior, ndcg  # bench/: the job's grouping, fusion, metric
 
 # Collection -> its first stages. The first is the one the issue's table reranks (BM25).
 RUNS = {
@@ -281,7 +281,7 @@ class Lists:
 
     def scores(self, head, fusion_weight: float, seed: int = 0) -> np.ndarray:
         """Each candidate's final score as the job makes it: random groups of 20, the head's
-        0-10 score, fused with the min-max first-stage score at ``fusion_weight``."""
+        0-10 score, fused with the first stage's rank prior at ``fusion_weight``."""
         f, out = self.frame, np.zeros(len(self.frame))
         rng = np.random.default_rng(seed)
         top = head.config.context_top
@@ -300,7 +300,7 @@ class Lists:
                 model = expected_scores(head(*batch, context=context, agreement=agreement))
             for k, g in enumerate(groups):
                 out[g] = model[k, : len(g)].numpy()
-        return fusion_weight * out / 10 + (1 - fusion_weight) * minmax(f).values
+        return fusion_weight * out / 10 + (1 - fusion_weight) * first_stage_prior(f).values
 
     def ndcg(self, scores: np.ndarray) -> float:
         """Mean nDCG@10 over the judged queries (trec_eval's order: score desc, docid desc)."""
@@ -397,7 +397,7 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
     for (name, run), item in lists.items():
         key = f"{name}/{run}"
         head = item.scores(load_head(checkpoints / name / config), 1.0)  # its 0-10 score / 10
-        first = minmax(item.frame).values
+        first = first_stage_prior(item.frame).values
         # A second view tried for telling strong first stages apart: agreement with the head.
         head_agreement[key] = float(np.nanmean([
             first_stage_agreement(item.frame.rank_fs.values[i], head[i])

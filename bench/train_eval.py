@@ -8,7 +8,7 @@
 Scores every candidate list in-process with the checkpoints' heads on MiniLM embeddings kept in
 memory (each text is encoded once for all checkpoints), grouped as the reranking job groups them
 (seeded shuffle, dealt round-robin into balanced groups of about --group-size) and fused as the
-job fuses: w * model/10 + (1 - w) * min-max(first stage). The reranking job itself gives the same
+job fuses: w * model/10 + (1 - w) * rank_prior(first-stage rank). The reranking job itself gives the same
 figures up to its group draw (checked for the shipped default in docs/BENCHMARKS.md).
 Prints a Markdown table; writes every figure to --out.
 """
@@ -32,6 +32,7 @@ from grouprank.backends.group_encoder import (
 )
 from grouprank.encoding import embed_in_memory
 from grouprank.formats import read_trec_qrels
+from grouprank.fusion import rank_prior
 from grouprank.metrics import parse_metric, query_value
 
 NDCG10 = parse_metric("ndcg@10")
@@ -95,10 +96,12 @@ def head_scores(head, frame: pd.DataFrame, vectors: dict, group_size: int, seed:
     return scores
 
 
-def minmax(frame: pd.DataFrame) -> pd.Series:
-    lo = frame.groupby("qid")["score"].transform("min")
-    hi = frame.groupby("qid")["score"].transform("max")
-    return ((frame["score"] - lo) / (hi - lo)).where(hi > lo, 1.0)
+def first_stage_prior(frame: pd.DataFrame) -> pd.Series:
+    """The first stage's side of the job's fusion (``grouprank.fusion.rank_prior``): its rank by
+    score in the query, tied scores sharing the best rank."""
+    rank = frame.groupby("qid")["score"].rank(ascending=False, method="min")
+    count = frame.groupby("qid")["score"].transform("count")
+    return pd.Series(rank_prior(rank.values, count.values), index=frame.index)
 
 
 def main() -> None:
@@ -124,7 +127,7 @@ def main() -> None:
         vectors = embed_in_memory("minilm", queries + texts, 256)
         vectors = {"query": dict(zip(queries, vectors[: len(queries)])),
                    "text": dict(zip(texts, vectors[len(queries) :]))}
-        fs = minmax(frame)
+        fs = first_stage_prior(frame)
         cosine = np.array([float(vectors["query"][q] @ vectors["text"][t])
                            for q, t in zip(frame["query"], frame["text"])])
         columns = {"first stage": frame["score"], "cosine": cosine,

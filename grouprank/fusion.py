@@ -17,6 +17,8 @@ each by ``ρ / (1 - ρ²)``. ``reliability`` is the one parameter, chosen leave-
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def first_stage_share(agreement: float, reliability: float) -> float:
     """The first stage's share of a blend with a view of ``reliability``, given their
@@ -44,3 +46,19 @@ def agreement_weight(agreement: float, reliability: float) -> float:
         0.004
     """
     return 1.0 - first_stage_share(agreement, reliability)
+
+
+def rank_prior(rank, count):
+    """The first stage's side of the fusion, read from its rank alone: ``1 - ln(rank) /
+    ln(count)`` (1 for the top document, 0 for the last; 1 for a query of one document), where
+    ``rank`` is the document's rank by first-stage score in its query (tied scores share the
+    best rank) and ``count`` the query's documents. A rank, unlike the score, means the same
+    for BM25 scores, dot products and calibrated probabilities, so the fusion does too. The
+    reranking job computes the same in SQL (``jobs.stages.rerank.fuse_and_rank``).
+
+    Example:
+        >>> [round(float(p), 3) for p in rank_prior(np.array([1, 10, 100]), 100)]
+        [1.0, 0.5, 0.0]
+    """
+    rank, count = np.asarray(rank, dtype=float), np.asarray(count, dtype=float)
+    return np.where(count > 1, 1.0 - np.log(rank) / np.log(np.maximum(count, 2.0)), 1.0)

@@ -36,7 +36,8 @@ class RerankSettings:
     group_size: int = 20
     # Test-time scaling: reshuffle into new groups this many times and average the scores.
     repeats: int = 1
-    # final = w * model_score / 10 + (1 - w) * minmax(first-stage score); 1 = model alone.
+    # final = w * model_score / 10 + (1 - w) * (1 - ln(first-stage rank) / ln(candidates));
+    # 1 = model alone.
     # Unset: the model's own: 0.6 (the authors' released setting) for LLMs; for a group encoder
     # with a `fusion_reliability` (the shipped default), set per table by how far its first stage
     # agrees with the encoder (weak first stage: ~0.8, strong: ~0.6, the encoder's own: ~0);

@@ -4,6 +4,7 @@ guard a night's results (issue 14). Real Spark and Delta; expected values writte
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pandas as pd
 import pytest
@@ -36,10 +37,12 @@ def test_unscored_documents_rank_after_every_scored_one(spark):
     ref = ModelRef("m", CAUSAL_LM, "m", "0123", 0.6)
     out = fuse_and_rank(prepared, scored, RerankSettings(), ref, DAY).toPandas()
     out = out.sort_values("rank").set_index("docid")
-    # Scored first by fused score: d1 = .6*.3 + .4*(2/3) = .447 > d2 = .6*.5 + .4*(1/3) = .433;
-    # then the unscored in first-stage order (d0 before d3), though d0 was the first-stage top.
-    assert out.index.tolist() == ["d1", "d2", "d0", "d3"]
-    d1, d2 = 0.6 * 0.3 + 0.4 * (2 / 3), 0.6 * 0.5 + 0.4 * (1 / 3)
+    # Scored first by fused score (the first stage by its rank prior, 1 - ln(rank)/ln(4)):
+    # d2 = .6*.5 + .4*(1 - ln 3/ln 4) = .383 > d1 = .6*.3 + .4*(1 - ln 2/ln 4) = .380; then the
+    # unscored in first-stage order (d0 before d3), though d0 was the first-stage top.
+    assert out.index.tolist() == ["d2", "d1", "d0", "d3"]
+    d1 = 0.6 * 0.3 + 0.4 * (1 - math.log(2) / math.log(4))
+    d2 = 0.6 * 0.5 + 0.4 * (1 - math.log(3) / math.log(4))
     assert out.loc["d1", "score"] == pytest.approx(d1)
     assert out.loc["d2", "score"] == pytest.approx(d2)
     # An unscored document's score never exceeds the lowest scored one's.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
@@ -81,7 +82,7 @@ def test_groups_are_reproducible_and_seeded(spark, settings):
 @pytest.fixture(scope="module")
 def reranked(spark, settings):
     rows = make_rows("a", 30) + make_rows("b", 1) + make_rows("c", 5, query="tied scores")
-    # Query c: every first-stage score equal (min-max is undefined, normalised to 1).
+    # Query c: every first-stage score equal (all rank 1, so the first stage gives each 1).
     rows = [r if r[0] != "c" else (*r[:4], 3.0, r[5]) for r in rows]
     s = RerankSettings(model=settings.model, partitions=2, repeats=2, group_size=8)
     checked, _ = check_candidates(candidates_frame(spark, rows), s.on_duplicates)
@@ -104,8 +105,9 @@ def test_fusion_matches_hand_computation(reranked):
     first = pd.DataFrame(rows, columns=CANDIDATES.fieldNames()).set_index(["qid", "docid"])
     for (qid, docid), row in out.set_index(["qid", "docid"]).iterrows():
         scores = first.loc[qid].score
-        lo, hi = scores.min(), scores.max()
-        norm = 1.0 if hi == lo else (first.loc[(qid, docid)].score - lo) / (hi - lo)
+        # The first stage by its rank: 1 - ln(rank)/ln(n), tied scores sharing the best rank.
+        rank = 1 + int((scores > first.loc[(qid, docid)].score).sum())
+        norm = 1.0 if len(scores) == 1 else 1 - math.log(rank) / math.log(len(scores))
         assert row.model_score == pytest.approx(sum(row.repeat_scores) / 2)
         w = fusion_weight_for(s)
         assert w == 0.6  # an LLM's default
@@ -113,6 +115,18 @@ def test_fusion_matches_hand_computation(reranked):
         assert row.score == pytest.approx(expected, abs=1e-12)
         assert row.first_stage_score == first.loc[(qid, docid)].score
         assert len(row.repeat_scores) == len(row.repeat_groups) == 2
+
+
+def test_the_fusion_reads_the_first_stage_by_rank_not_by_its_scale(spark, reranked):
+    # The same candidates with their scores as calibrated probabilities (same order, another
+    # distribution): the tiny LLM does not read the scores, so every final score is the same.
+    rows, s, out = reranked
+    squashed = [(*r[:4], 1 / (1 + math.exp(-r[4] / 7)), r[5]) for r in rows]
+    checked, _ = check_candidates(candidates_frame(spark, squashed), s.on_duplicates)
+    again = rerank(checked, s, DAY).toPandas().set_index(["qid", "docid"]).sort_index()
+    out = out.set_index(["qid", "docid"]).sort_index()
+    assert again["rank"].tolist() == out["rank"].tolist()
+    assert np.allclose(again.score, out.score, atol=1e-12)
 
 
 def test_ranks_are_a_deterministic_permutation(reranked):

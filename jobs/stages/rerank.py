@@ -309,8 +309,11 @@ def fuse_and_rank(
         F.count("model_score").alias("scored_repeats"),
     )
     joined = prepared.join(per_doc, ["qid", "docid"], "left")
-    lo, hi = F.min("score").over(by_query), F.max("score").over(by_query)
-    first_stage_norm = F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0))
+    # The first stage enters by its rank (grouprank.fusion.rank_prior), not its score's scale
+    # or distribution: tied scores share the best rank, a query of one document gets 1.
+    fs_rank = F.rank().over(by_query.orderBy(F.col("score").desc()))
+    count = F.count(F.lit(1)).over(by_query)
+    first_stage_norm = F.when(count > 1, 1.0 - F.log(fs_rank) / F.log(count)).otherwise(F.lit(1.0))
     model_score = F.when(F.col("skip").isNotNull(), F.lit(0.0)).otherwise(F.col("model_mean"))
     status = (
         F.when(F.col("skip").isNotNull(), F.col("skip"))
