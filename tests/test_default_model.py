@@ -42,6 +42,26 @@ def test_the_default_prefers_the_relevant_document():
     assert result.scores[0] > result.scores[1] and all(0 <= s <= 10 for s in result.scores)
 
 
+def test_the_default_reads_first_stage_scores_whatever_their_scale():
+    # BM25 scores and the same order as dot products a thousand times larger, shifted: the head
+    # reads the scores normalised within the group and the ranks, so it scores them alike.
+    texts = ("vaccines expose the immune system to a harmless antigen",
+             "the immune system is trained by exposure to pathogens",
+             "a recipe for sourdough bread", "vaccine schedules for children")
+    bm25 = (12.5, 9.75, 3.0, 7.25)
+    ranks = (1, 2, 4, 3)
+    given, scaled = (
+        load_scorer(RerankSettings()).score_groups([GroupInput(
+            "how do vaccines train the immune system", texts, tuple(scores), ranks)])[0]
+        for scores in (bm25, tuple(1000 * s + 7 for s in bm25)))
+    assert given.statuses == scaled.statuses == ["ok"] * 4
+    assert given.scores == pytest.approx(scaled.scores, abs=1e-5)
+    # A different order of the same scores does change them: the test can fail.
+    other = load_scorer(RerankSettings()).score_groups([GroupInput(
+        "how do vaccines train the immune system", texts, bm25[::-1], ranks[::-1])])[0]
+    assert other.scores != pytest.approx(given.scores, abs=1e-5)
+
+
 def test_demo_reranks_the_sample_end_to_end(spark, tmp_path, capsys):
     assert stage_main("demo", ["--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
