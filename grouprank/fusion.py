@@ -13,6 +13,9 @@ one's correlation with relevance; taking the encoder side's as ``reliability``, 
 stage's is ``agreement / reliability``, and an optimal linear blend of two such views weights
 each by ``ρ / (1 - ρ²)``. ``reliability`` is the one parameter, chosen leave-one-collection-out
 (docs/BENCHMARKS.md) and saved in the checkpoint (``GroupEncoderConfig.fusion_reliability``).
+
+The first stage enters the fusion by its rank (``rank_prior``), never its score's scale or
+distribution: BM25 scores, dot products and calibrated probabilities of one order fuse alike.
 """
 
 from __future__ import annotations
