@@ -68,7 +68,8 @@ from grouprank.backends.group_encoder import (
 from grouprank.encoding import embed_in_memory
 from grouprank.fusion import agreement_weight, first_stage_share
 from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
-from train_eval import deal_groups, first_stage_prior, ndcg  # bench/: the job's grouping, fusion, metric
+# bench/: the job's grouping, fusion and metric
+from train_eval import deal_groups, first_stage_prior, ndcg
 
 # Collection -> its first stages. The first is the one the table reranks (BM25).
 RUNS = {

@@ -8,8 +8,8 @@
 Scores every candidate list in-process with the checkpoints' heads on MiniLM embeddings kept in
 memory (each text is encoded once for all checkpoints), grouped as the reranking job groups them
 (seeded shuffle, dealt round-robin into balanced groups of about --group-size) and fused as the
-job fuses: w * model/10 + (1 - w) * rank_prior(first-stage rank). The reranking job itself gives the same
-figures up to its group draw (checked for the shipped default in docs/BENCHMARKS.md).
+job fuses: w * model/10 + (1 - w) * rank_prior(first-stage rank). The reranking job itself gives
+the same figures up to its group draw (checked for the shipped default in docs/BENCHMARKS.md).
 Prints a Markdown table; writes every figure to --out.
 """
 

@@ -71,7 +71,8 @@ class RerankSettings:
     window_step: int = 10
     # Allow model code from the model directory to run (off unless the user asks).
     trust_remote_code: bool = False
-    # Partitions of group rows fed to the scoring UDF; 0 = one per 1,000 candidates, at most Spark's default parallelism.
+    # Partitions of group rows fed to the scoring UDF; 0 = one per 1,000 candidates, at most
+    # Spark's default parallelism.
     partitions: int = 0
     # Sentence-encoder precision (group-encoder models): auto = bf16 on GPUs and on CPUs with
     # native bf16 (AVX512_BF16/AMX), else fp32. The job resolves auto once, on the driver, and

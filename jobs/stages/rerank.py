@@ -313,7 +313,9 @@ def fuse_and_rank(
     # or distribution: tied scores share the best rank, a query of one document gets 1.
     fs_rank = F.rank().over(by_query.orderBy(F.col("score").desc()))
     count = F.count(F.lit(1)).over(by_query)
-    first_stage_norm = F.when(count > 1, 1.0 - F.log(fs_rank) / F.log(count)).otherwise(F.lit(1.0))
+    first_stage_norm = (
+        F.when(count > 1, 1.0 - F.log(fs_rank) / F.log(count)).otherwise(F.lit(1.0))
+    )
     model_score = F.when(F.col("skip").isNotNull(), F.lit(0.0)).otherwise(F.col("model_mean"))
     status = (
         F.when(F.col("skip").isNotNull(), F.col("skip"))
