@@ -6,6 +6,8 @@
     .venv/bin/python bench/heldout_eval.py loo --work out/heldout --out bench/results/heldout_loo.json
     .venv/bin/python bench/heldout_eval.py fusion --work out/heldout --config feedback \
         --out bench/results/heldout_fusion.json
+    .venv/bin/python bench/heldout_eval.py transforms --work out/heldout \
+        --configs feedback,feedback-aug --out bench/results/heldout_transforms.json
     .venv/bin/python bench/heldout_eval.py jobs --work out/heldout --out bench/results/heldout_jobs.json
     .venv/bin/python bench/heldout_eval.py ship --work out/heldout --config feedback --output DIR
 
@@ -31,6 +33,11 @@ its own model. Baselines: the first stage, MiniLM cosine and the log-rank fusion
 fused with the first stage at fixed weights and at the weight the list's mean agreement gives
 (``grouprank.fusion.agreement_weight``); the fixed weight and the rule's reliability are each
 chosen per held-out collection on the other collections' lists.
+
+``transforms``: the held-out heads of ``--configs`` with the first-stage scores they read
+changed by order-keeping maps (``TRANSFORMS``: the same ranking as probabilities, exponentials,
+a cubic stretch), fused by the rule at ``--reliability``: how far a head's figures hang on the
+scores' distribution rather than on the ranking.
 
 ``jobs``: the held-out checkpoints (and the old default) through the real ``rerank`` and
 ``evaluate`` jobs on each held-out table: the headline figures. ``ship``: one head trained on
@@ -99,6 +106,9 @@ class Config:
     # The job's fusion weight for the trained head (1.0: the head alone).
     fusion_weight: float = 1.0
     epochs: int = 4
+    # Share of samples whose first-stage scores training shows through a random order-keeping
+    # transform (``EncoderTrainConfig.score_augment``).
+    score_augment: float = 0.0
 
 
 CONFIGS = {
@@ -107,6 +117,8 @@ CONFIGS = {
         Config("fusion-teacher"),
         Config("feedback", teacher="fusion3", feedback_top=5),
         Config("feedback-w0.8", teacher="fusion3", feedback_top=5, fusion_weight=0.8),
+        # The same, trained to read first-stage scores whatever their distribution.
+        Config("feedback-aug", teacher="fusion3", feedback_top=5, score_augment=0.5),
         Config("feedback-fs", teacher="fusion3fs", feedback_top=5),
         Config("feedback-fs-w0.8", teacher="fusion3fs", feedback_top=5, fusion_weight=0.8),
         # The first stage's share of the labels set by its agreement with MiniLM on each list.
@@ -280,10 +292,13 @@ class Lists:
                 })
         return rows
 
-    def scores(self, head, fusion_weight: float, seed: int = 0) -> np.ndarray:
+    def scores(self, head, fusion_weight: float, seed: int = 0,
+               first_stage: np.ndarray | None = None) -> np.ndarray:
         """Each candidate's final score as the job makes it: random groups of 20, the head's
-        0-10 score, fused with the first stage's rank prior at ``fusion_weight``."""
+        0-10 score, fused with the first stage's rank prior at ``fusion_weight``. The head reads
+        ``first_stage`` (default: the list's scores), which must keep their order."""
         f, out = self.frame, np.zeros(len(self.frame))
+        given = f["score"].values if first_stage is None else first_stage
         rng = np.random.default_rng(seed)
         top = head.config.context_top
         for idx in self.by_query.values():
@@ -291,7 +306,7 @@ class Lists:
             count = len(groups)
             batch = pad_groups(
                 torch.stack([self.queries[idx[0]]] * count), [self.docs[g] for g in groups],
-                [f["score"].values[g].tolist() for g in groups],
+                [given[g].tolist() for g in groups],
                 [f["rank_fs"].values[g].astype(int).tolist() for g in groups],
             )
             context = (torch.from_numpy(self.context(idx, top)).expand(count, -1)
@@ -303,9 +318,48 @@ class Lists:
                 out[g] = model[k, : len(g)].numpy()
         return fusion_weight * out / 10 + (1 - fusion_weight) * first_stage_prior(f).values
 
+    def transformed(self, kind: str) -> np.ndarray:
+        """The list's first-stage scores through an order-keeping map per query (``TRANSFORMS``),
+        as another kind of first stage would give the same ranking."""
+        out = self.frame["score"].values.astype(np.float64).copy()
+        for idx in self.by_query.values():
+            s = out[idx]
+            z = (s - s.mean()) / (s.std() or 1.0)
+            out[idx] = TRANSFORMS[kind](z)
+        return out
+
     def ndcg(self, scores: np.ndarray) -> float:
         """Mean nDCG@10 over the judged queries (trec_eval's order: score desc, docid desc)."""
         return ndcg(self.frame.assign(_ranking=scores), "_ranking", self.qrels)
+
+
+# Order-keeping maps of a query's standardised scores z, for ``transforms``: calibrated
+# probabilities, softmax-like exponentials (both inside the family training augments with), and a
+# cubic stretch (outside it).
+TRANSFORMS = {
+    "as given": lambda z: z,
+    "probabilities": lambda z: 1 / (1 + np.exp(-4 * z)),
+    "exponentials": lambda z: np.exp(3 * (z - z.max())),
+    "cubic": lambda z: (z - z.min()) ** 3,
+}
+
+
+def transforms_table(work: Path, configs: list[str], checkpoints: Path,
+                     reliability: float) -> dict:
+    """Per list and held-out head (``loo``'s checkpoints of ``configs``): nDCG@10 with the
+    head reading the first-stage scores as given and through each of ``TRANSFORMS`` (the order,
+    so the first stage and the rank prior, unchanged), fused by the rule at ``reliability``."""
+    lists, out = load_lists(work), {}
+    for (name, run), item in lists.items():
+        weight = agreement_weight(item.agreement, reliability)
+        for config in configs:
+            head = load_head(checkpoints / name / config)
+            out.setdefault(f"{name}/{run}", {})[config] = row = {
+                kind: item.ndcg(item.scores(head, weight, first_stage=item.transformed(kind)))
+                for kind in TRANSFORMS}
+            print(f"{name}/{run} {config}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()),
+                  flush=True)
+    return out
 
 
 RELIABILITIES = (0.65, 0.7, 0.75, 0.8, 0.85)
@@ -365,7 +419,8 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
             for row in lists[pair].samples(column(lists[pair]), settings)]
     trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,
                                  context_top=config.feedback_top, save_every=0, seed=seed,
-                                 agreement_feature=config.agreement)
+                                 agreement_feature=config.agreement,
+                                 score_augment=config.score_augment)
     summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)
     _set_fusion_weight(output, config.fusion_weight)
     return load_head(output), len(rows), summary
@@ -561,7 +616,8 @@ def print_table(figures: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["prepare", "agreement", "loo", "fusion", "jobs", "ship", "cost"])
+    parser.add_argument("step", choices=["prepare", "agreement", "loo", "fusion", "transforms",
+                                         "jobs", "ship", "cost"])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="out/heldout")
     parser.add_argument("--configs", default=",".join(CONFIGS))
@@ -572,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
     parser.add_argument("--baseline", help="cost: a checkpoint to time against the default")
     parser.add_argument("--lists", default="", help="jobs: e.g. dl19/splade,vaswani/bm25")
+    parser.add_argument("--reliability", type=float, default=0.85,
+                        help="transforms: the fusion rule's reliability")
     args = parser.parse_args(argv)
     work = Path(args.work)
     if args.step == "prepare":
@@ -588,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
         figures = fusion_table(work, args.config if args.config != "auto" else "feedback",
                                work / "checkpoints")
         print_fusion(figures)
+    elif args.step == "transforms":
+        figures = transforms_table(work, args.configs.split(","), work / "checkpoints",
+                                   args.reliability)
     elif args.step == "cost":
         figures = head_cost(work, args.baseline)
         print(json.dumps(figures, indent=1))

@@ -242,6 +242,31 @@ def test_grpo_raises_the_reward_on_a_fixed_batch(tmp_path):
         train_rl(samples, tmp_path, tmp_path / "x", _config())
 
 
+def test_score_augmentation_changes_the_spacing_of_the_scores_never_their_order():
+    rng = np.random.default_rng(0)
+    scores = [float(s) for s in np.random.default_rng(1).normal(12.0, 3.0, 20)]
+    seen = [np.asarray(trainer.order_keeping_transform(scores, rng)) for _ in range(30)]
+    for out in seen:
+        assert (np.argsort(out) == np.argsort(scores)).all()
+    # The within-group z-scores, the head's reading of the spacing, really move.
+    z = [(s - s.mean()) / s.std() for s in [np.asarray(scores), *seen]]
+    assert max(float(np.abs(a - z[0]).max()) for a in z[1:]) > 0.5
+    # Ties, a constant group and a group of one pass through unchanged in order.
+    assert trainer.order_keeping_transform([2.0, 2.0], rng) == [2.0, 2.0]
+    assert trainer.order_keeping_transform([5.0], rng) == [5.0]
+    # In training: a seeded share of the samples per epoch, the same in every run.
+    given = [list(map(float, s)) for s in make_samples()["first_stage_scores"]]
+    config = _config(score_augment=0.5)
+    first = trainer._augmented(given, config, epoch=0)
+    assert first == trainer._augmented(given, config, epoch=0)
+    assert first != trainer._augmented(given, config, epoch=1)
+    changed = sum(a != b for a, b in zip(first, given, strict=True))
+    assert 0 < changed < len(first)
+    assert trainer._augmented(given, _config(), epoch=0) is given
+    with pytest.raises(ValueError, match="score_augment"):
+        EncoderTrainConfig(score_augment=1.5)
+
+
 def test_bad_settings_and_empty_splits_fail_first(tmp_path):
     with pytest.raises(ValueError, match="rollouts must be >= 2"):
         EncoderTrainConfig(rollouts=1)

@@ -102,6 +102,11 @@ class EncoderTrainConfig:
     # Whether a fresh head reads each query's first-stage agreement with the encoder (the
     # samples' ``first_stage_agreement``; see ``GroupEncoderConfig.agreement_feature``).
     agreement_feature: bool = False
+    # Share of the samples, drawn afresh each epoch, whose first-stage scores the head sees
+    # through a random order-keeping transform (``order_keeping_transform``: as probabilities,
+    # as exponentials, as logs), so it learns to read first-stage scores whatever their
+    # distribution (BM25 scores, dot products, calibrated probabilities). Ranks are unchanged.
+    score_augment: float = 0.0
     # Checkpoint every this many steps (0: only at the end).
     save_every: int = 100
     # Seed of the head's initialisation, the batch order and the rollouts.
@@ -126,6 +131,8 @@ class EncoderTrainConfig:
             problems.append(f"reward_terms must be a non-empty subset of {list(ALL_TERMS)}")
         if self.temperature <= 0:
             problems.append("temperature must be > 0")
+        if not 0.0 <= self.score_augment <= 1.0:
+            problems.append("score_augment must be in [0, 1]")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
@@ -401,13 +408,14 @@ def _batches(
     count = len(data.targets)
     for epoch in range(config.epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(count)
+        first_stage_seen = _augmented(data.first_stage, config, epoch)
         for start in range(0, count, config.batch_size):
             chosen = order[start : start + config.batch_size][rank::world]
             if not len(chosen):  # a last, short batch with fewer samples than processes
                 chosen = order[start : start + 1]
             query, docs, first_stage, mask, ranks = pad_groups(
                 data.queries[chosen], [data.docs[i] for i in chosen],
-                [data.first_stage[i] for i in chosen], [data.ranks[i] for i in chosen],
+                [first_stage_seen[i] for i in chosen], [data.ranks[i] for i in chosen],
             )
             targets = torch.full(mask.shape, float("nan"))
             for row, i in enumerate(chosen):
@@ -415,6 +423,45 @@ def _batches(
             yield {"query": query, "docs": docs, "first_stage": first_stage, "mask": mask,
                    "ranks": ranks, "context": data.contexts[chosen],
                    "agreement": data.agreements[chosen], "targets": targets}
+
+
+def _augmented(
+    first_stage: list[list[float]], config: EncoderTrainConfig, epoch: int
+) -> list[list[float]]:
+    """The first-stage scores the head sees in ``epoch``: a seeded ``score_augment`` share of
+    the samples through ``order_keeping_transform``, the rest as given."""
+    if not config.score_augment:
+        return first_stage
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    draws = rng.random(len(first_stage))
+    return [order_keeping_transform(scores, rng) if draw < config.score_augment and scores
+            else scores for scores, draw in zip(first_stage, draws, strict=True)]
+
+
+def order_keeping_transform(scores: Sequence[float], rng: np.random.Generator) -> list[float]:
+    """``scores`` through a random strictly increasing map, so their order (and ranks) stay and
+    their spacing changes as it does between kinds of first stage: a logistic of the
+    standardised scores at a random slope (calibrated probabilities), an exponential at a random
+    rate (softmax-like scores), or a log of the shifted scores (a compressed scale).
+
+    Example:
+        >>> out = order_keeping_transform([3.0, 1.0, 2.0], np.random.default_rng(0))
+        >>> [int(i) for i in np.argsort(out)]
+        [1, 2, 0]
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    spread = values.std()
+    if len(values) < 2 or spread == 0 or not np.isfinite(values).all():
+        return list(map(float, values))
+    z = (values - values.mean()) / spread
+    kind = rng.integers(3)
+    if kind == 0:
+        out = 1.0 / (1.0 + np.exp(-rng.uniform(1.0, 6.0) * (z - rng.uniform(-1.0, 1.0))))
+    elif kind == 1:
+        out = np.exp(rng.uniform(1.0, 4.0) * (z - z.max()))
+    else:
+        out = np.log(z - z.min() + rng.uniform(0.01, 1.0))
+    return list(map(float, out))
 
 
 def _checkpoint(
