@@ -40,8 +40,9 @@ a cubic stretch), fused by the rule at ``--reliability``: how far a head's figur
 scores' distribution rather than on the ranking.
 
 ``jobs``: the held-out checkpoints (and the old default) through the real ``rerank`` and
-``evaluate`` jobs on each held-out table: the headline figures. ``ship``: one head trained on
-every collection with a config.
+``evaluate`` jobs on each held-out table: the headline figures. A held-out head of the config
+the last ``fusion`` step measured gets that fold's fusion rule and fallback weight first.
+``ship``: one head trained on every collection with a config.
 
 Pure Python over MiniLM embeddings encoded once per run and kept in memory
 (``grouprank.encoding.embed_in_memory``: ~25,000 texts; the trainer called here reuses them).
@@ -109,6 +110,8 @@ class Config:
     # Share of samples whose first-stage scores training shows through a random order-keeping
     # transform (``EncoderTrainConfig.score_augment``).
     score_augment: float = 0.0
+    # Seed of the head's initialisation and batch order (other seeds: the spread of a recipe).
+    seed: int = 0
 
 
 CONFIGS = {
@@ -119,6 +122,9 @@ CONFIGS = {
         Config("feedback-w0.8", teacher="fusion3", feedback_top=5, fusion_weight=0.8),
         # The same, trained to read first-stage scores whatever their distribution.
         Config("feedback-aug", teacher="fusion3", feedback_top=5, score_augment=0.5),
+        *[Config(f"{name}-s{seed}", teacher="fusion3", feedback_top=5, score_augment=aug,
+                 seed=seed)
+          for name, aug in (("feedback", 0.0), ("feedback-aug", 0.5)) for seed in (1, 2)],
         Config("feedback-fs", teacher="fusion3fs", feedback_top=5),
         Config("feedback-fs-w0.8", teacher="fusion3fs", feedback_top=5, fusion_weight=0.8),
         # The first stage's share of the labels set by its agreement with MiniLM on each list.
@@ -418,7 +424,8 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
     rows = [row for pair in pairs
             for row in lists[pair].samples(column(lists[pair]), settings)]
     trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,
-                                 context_top=config.feedback_top, save_every=0, seed=seed,
+                                 context_top=config.feedback_top, save_every=0,
+                                 seed=seed or config.seed,
                                  agreement_feature=config.agreement,
                                  score_augment=config.score_augment)
     summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)
@@ -470,7 +477,7 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
         options = next(iter(figures.values()))
         return max(options, key=lambda o: np.mean([_gain(figures[k][o], bases[k]) for k in keys]))
 
-    out: dict = {"baselines": bases, "lists": {}, "chosen": {}}
+    out: dict = {"config": config, "baselines": bases, "lists": {}, "chosen": {}}
     for held in RUNS:
         others = [key for key in fixed if key.split("/")[0] != held]
         w, r = best(fixed, others), best(rule, others)
@@ -663,11 +670,13 @@ def main(argv: list[str] | None = None) -> int:
         reliability = choose_reliability(lists, "") if config.teacher == "adaptive" else None
         _, count, summary = train_head(lists, pairs, config, Path(args.output),
                                        reliability=reliability)
-        # The fusion rule's reliability, as the fusion step chose it on every list.
+        # The fusion rule's reliability, and the fixed weight used where no agreement can be
+        # measured, as the fusion step chose them on every list.
         fusion = work / "fusion.json"
-        head_reliability = (json.loads(fusion.read_text())["chosen"]["ship"]["head_reliability"]
-                            if fusion.is_file() else None)
-        _set_config(Path(args.output), fusion_reliability=head_reliability)
+        chosen = json.loads(fusion.read_text())["chosen"]["ship"] if fusion.is_file() else {}
+        head_reliability = chosen.get("head_reliability")
+        _set_config(Path(args.output), fusion_reliability=head_reliability,
+                    fusion_weight=chosen.get("fixed_weight", config.fusion_weight))
         figures = {"config": asdict(config), "reliability": reliability, "samples": count,
                    "fusion_reliability": head_reliability, "summary": summary}
         print(json.dumps(figures, indent=1))
@@ -711,14 +720,22 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
     from jobs.stages import rerank as rerank_job
 
     tables, figures = work / "tables", {}
+    saved = work / "fusion.json"  # the last fusion step's choices
+    fusion = json.loads(saved.read_text()) if saved.is_file() else {}
     for held, config in selected.items():
         if held not in RUNS:
             continue
         for run in RUNS[held]:
             if lists and f"{held}/{run}" not in lists:
                 continue
-            for label, model in (("old default", "default"),
-                                 ("held-out head", str(work / "checkpoints" / held / config))):
+            head = work / "checkpoints" / held / config
+            if fusion.get("config") == config and held in fusion.get("chosen", {}):
+                # The fold's fusion rule and fallback weight, as the fusion step chose them on
+                # the other collections: the head as it would ship.
+                chosen = fusion["chosen"][held]
+                _set_config(head, fusion_reliability=chosen["head_reliability"],
+                            fusion_weight=chosen["fixed_weight"])
+            for label, model in (("old default", "default"), ("held-out head", str(head))):
                 if (label == "old default") != ("old" in models) and len(models) == 1:
                     continue
                 slug = f"{held}-{run}-{label.replace(' ', '-')}"

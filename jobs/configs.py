@@ -240,6 +240,10 @@ class TrainJob:
     # Group encoder, fresh head: documents in each query's pseudo-relevance feedback vector
     # (the samples' feedback_texts in training, the list's top at inference; 0 = none).
     feedback_top: int = 0
+    # Group encoder: share of samples, drawn afresh each epoch, whose first-stage scores the head
+    # sees through a random order-keeping map (as probabilities, exponentials, logs), so it reads
+    # any first stage's scores alike; 0 = as given (the shipped default was trained with 0.5).
+    score_augment: float = 0.0
     # Group encoder: Delta table (path or name) of sentence-encoder embeddings, the one rerank's
     # --embedding-store writes: texts found there are not encoded again, new ones are added.
     embedding_store: str | None = None

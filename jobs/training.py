@@ -147,7 +147,8 @@ def config_for(backbone: str, job: TrainJob, rl: RLOptions | None = None):
             common["epochs"] = max(1, round(job.epochs))
         if rl is not None:
             common["clip"] = rl.clip
-        return EncoderTrainConfig(save_every=job.save_every, context_top=job.feedback_top, **common)
+        return EncoderTrainConfig(save_every=job.save_every, context_top=job.feedback_top,
+                                  score_augment=job.score_augment, **common)
     from grouprank.training.llm import LLMTrainConfig
 
     if job.epochs:

@@ -51,10 +51,12 @@ def _flags(samples: str, output, **extra) -> list[str]:
 
 
 def test_sft_then_rl_through_the_jobs_and_torch_distributor(samples_table, tmp_path, capsys):
-    assert stage_main("train-sft", ["--base", "minilm"] + _flags(samples_table, tmp_path / "sft")) == 0
+    argv = ["--base", "minilm"] + _flags(samples_table, tmp_path / "sft", score_augment=0.5)
+    assert stage_main("train-sft", argv) == 0
     out = capsys.readouterr().out
     summary = json.loads(out.split("summary: ", 1)[1])
     assert summary["backbone"] == "group-encoder" and summary["samples"] == 12
+    assert summary["config"]["score_augment"] == 0.5
     assert summary["steps"] == 6  # 12 samples / 4 per step * 2 epochs
     argv = ["--init", str(tmp_path / "sft")] + _flags(
         samples_table, tmp_path / "rl", num_processes=1, rollouts=4,
@@ -83,6 +85,9 @@ def test_bad_flags_fail_before_training(samples_table, tmp_path, capsys):
     argv = ["--init", "minilm"] + _flags(samples_table, tmp_path / "o", reward_terms="ndcg,mrr")
     assert stage_main("train-rl", argv) == 2
     assert "reward_terms" in capsys.readouterr().err
+    argv = ["--base", "minilm"] + _flags(samples_table, tmp_path / "o", score_augment=2)
+    assert stage_main("train-sft", argv) == 2
+    assert "--score-augment" in capsys.readouterr().err
 
 
 def test_samples_missing_a_column_are_named(spark, tmp_path, capsys):

@@ -132,7 +132,7 @@ class EncoderTrainConfig:
         if self.temperature <= 0:
             problems.append("temperature must be > 0")
         if not 0.0 <= self.score_augment <= 1.0:
-            problems.append("score_augment must be in [0, 1]")
+            problems.append("score_augment (--score-augment) must be in [0, 1]")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 

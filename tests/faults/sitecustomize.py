@@ -16,9 +16,9 @@ synthesis job's ``udfs.synthesis._teacher_scores``; for kill-embedded, the embed
     garbage:FRACTION   that fraction of groups get garbage model output (through the real parser)
     barrier:DIR:N      the driver waits before its Delta write until N writers are waiting in DIR,
                        so concurrent jobs commit at the same moment
-    kill-embedded:MARKER  every batch of texts embedded kills its worker right after encoding
-                       (its pid appended to MARKER first): every attempt of the embedding task
-                       dies, so the job fails after encoding and before the store's MERGE commits
+    kill-embedded:MARKER  the first batch of texts embedded anywhere kills its worker right
+                       after encoding (os._exit), so the texts it encoded die with it and the
+                       task's retry encodes them again before the store's MERGE
 """
 
 import importlib.abc
@@ -116,9 +116,7 @@ def _patch_embedding(module) -> None:
         frame = original(encode, batch)
         kind, arg = fault()
         if kind == "kill-embedded":
-            with open(arg, "a") as marker:
-                marker.write(f"{os.getpid()} {len(frame)}\n")
-            os._exit(137)
+            _kill_once(arg)
         return frame
 
     module._embed_batch = embed_batch
