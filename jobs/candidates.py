@@ -42,13 +42,7 @@ def check_candidates(
     lexically smallest text) and reports how many rows it removed.
     """
     df = validate_candidates(candidates)
-    stats = df.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("qid").alias("queries"),
-        F.sum(F.col("qid").isNull().cast("int")).alias("null_qid"),
-        F.sum(F.col("docid").isNull().cast("int")).alias("null_docid"),
-        F.sum((~_finite(F.col("score"))).cast("int")).alias("bad_score"),
-    ).first()
+    stats = _stats(df)
     problems = []
     if stats["null_qid"]:
         problems.append(f"{stats['null_qid']} rows with null qid")
@@ -62,7 +56,10 @@ def check_candidates(
         )
     if problems:
         raise SchemaError("candidates table: " + "; ".join(problems))
-    _check_one_query_text(df)
+    if stats["conflicting_queries"]:
+        _check_one_query_text(df)
+    if not stats["duplicated_pairs"]:
+        return df, InputReport(stats["rows"], stats["queries"], 0)
     dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
     examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
     removed = 0
@@ -80,6 +77,38 @@ def check_candidates(
         log.warning("removed %d duplicate (qid, docid) rows (kept the best score)", removed)
     report = InputReport(stats["rows"], stats["queries"], removed)
     return df, report
+
+
+def _stats(df: DataFrame):
+    """Everything the checks count, in one pass over the table (one Spark action): rows,
+    queries, null ids, bad scores, qids with more than one query text and (qid, docid) pairs
+    given more than once. Examples are fetched only when a check fails."""
+    text = F.when(~_blank(F.col("query")), F.col("query"))
+    pairs = df.groupBy("qid", "docid").agg(
+        F.count(F.lit(1)).alias("copies"),
+        F.sum((~_finite(F.col("score"))).cast("int")).alias("bad_score"),
+        F.min(text).alias("first_text"),
+        F.max(text).alias("last_text"),
+    )
+    per_query = pairs.groupBy("qid").agg(
+        F.sum("copies").alias("rows"),
+        F.sum(F.when(F.col("docid").isNull(), F.col("copies"))).alias("null_docid"),
+        F.sum("bad_score").alias("bad_score"),
+        F.sum((F.col("copies") > 1).cast("int")).alias("duplicated_pairs"),
+        # Two query texts iff the smallest and the largest non-blank one differ.
+        (F.min("first_text") != F.max("last_text")).alias("conflict"),
+    )
+    stats = per_query.agg(
+        F.sum("rows").alias("rows"),
+        F.count("qid").alias("queries"),
+        F.sum(F.when(F.col("qid").isNull(), F.col("rows"))).alias("null_qid"),
+        F.sum("null_docid").alias("null_docid"),
+        F.sum("bad_score").alias("bad_score"),
+        F.sum(F.col("conflict").cast("int")).alias("conflicting_queries"),
+        F.sum("duplicated_pairs").alias("duplicated_pairs"),
+    ).first()
+    # An empty table aggregates to nulls.
+    return {key: stats[key] or 0 for key in stats.asDict()}
 
 
 def _check_one_query_text(df: DataFrame) -> None:
