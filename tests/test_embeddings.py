@@ -68,7 +68,8 @@ def _candidates(spark, path, edit: dict[str, str] | None = None):
 
 
 def _ranked(spark, path):
-    return spark.read.format("delta").load(path).toPandas().sort_values(["qid", "docid"])
+    return (spark.read.format("delta").load(path).toPandas().sort_values(["qid", "docid"])
+            .reset_index(drop=True))
 
 
 def test_store_gives_the_same_results_and_encodes_only_what_changed(

@@ -26,7 +26,8 @@ def _candidates(spark, path: str, edit: dict[tuple[str, str], str] | None = None
 
 
 def _ranked(spark, path: str):
-    return spark.read.format("delta").load(path).toPandas().sort_values(["qid", "docid"])
+    return (spark.read.format("delta").load(path).toPandas().sort_values(["qid", "docid"])
+            .reset_index(drop=True))
 
 
 def _version(spark, table: str) -> int:
