@@ -413,7 +413,7 @@ def training_split(held_out: str) -> list[tuple[str, str]]:
 
 
 def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output: Path,
-               seed: int = 0, reliability: float | None = None) -> tuple[object, int, dict]:
+               reliability: float | None = None) -> tuple[object, int, dict]:
     """A head trained on the samples of ``pairs`` by ``config``; (head, samples, summary).
     An ``adaptive`` teacher needs the ``reliability`` chosen for this head."""
     settings = syn.SynthesisSettings(samples_per_query=4)
@@ -425,7 +425,7 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
             for row in lists[pair].samples(column(lists[pair]), settings)]
     trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,
                                  context_top=config.feedback_top, save_every=0,
-                                 seed=seed or config.seed,
+                                 seed=config.seed,
                                  agreement_feature=config.agreement,
                                  score_augment=config.score_augment)
     summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)

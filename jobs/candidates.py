@@ -60,29 +60,26 @@ def check_candidates(
         _check_one_query_text(df)
     if not stats["duplicated_pairs"]:
         return df, InputReport(stats["rows"], stats["queries"], 0)
-    dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
-    examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
-    removed = 0
-    if examples:
-        if on_duplicates == "error":
-            raise SchemaError(
-                "candidates table has duplicate (qid, docid) rows, e.g. (qid, docid, copies) "
-                f"{examples}; deduplicate it or pass --on-duplicates keep-best"
-            )
-        best = Window.partitionBy("qid", "docid").orderBy(
-            F.col("score").desc(), F.col("rank").asc_nulls_last(), F.col("text").asc_nulls_last()
+    if on_duplicates == "error":
+        dupes = df.groupBy("qid", "docid").count().where(F.col("count") > 1)
+        examples = [(r["qid"], r["docid"], r["count"]) for r in dupes.limit(_EXAMPLES).collect()]
+        raise SchemaError(
+            "candidates table has duplicate (qid, docid) rows, e.g. (qid, docid, copies) "
+            f"{examples}; deduplicate it or pass --on-duplicates keep-best"
         )
-        df = df.withColumn("_n", F.row_number().over(best)).where("_n = 1").drop("_n")
-        removed = stats["rows"] - df.count()
-        log.warning("removed %d duplicate (qid, docid) rows (kept the best score)", removed)
-    report = InputReport(stats["rows"], stats["queries"], removed)
-    return df, report
+    best = Window.partitionBy("qid", "docid").orderBy(
+        F.col("score").desc(), F.col("rank").asc_nulls_last(), F.col("text").asc_nulls_last()
+    )
+    df = df.withColumn("_n", F.row_number().over(best)).where("_n = 1").drop("_n")
+    removed = stats["rows"] - stats["pairs"]  # one row kept per (qid, docid) pair
+    log.warning("removed %d duplicate (qid, docid) rows (kept the best score)", removed)
+    return df, InputReport(stats["rows"], stats["queries"], removed)
 
 
 def _stats(df: DataFrame):
     """Everything the checks count, in one pass over the table (one Spark action): rows,
-    queries, null ids, bad scores, qids with more than one query text and (qid, docid) pairs
-    given more than once. Examples are fetched only when a check fails."""
+    queries, distinct (qid, docid) pairs, null ids, bad scores, qids with more than one query
+    text and pairs given more than once. Examples are fetched only when a check fails."""
     text = F.when(~_blank(F.col("query")), F.col("query"))
     pairs = df.groupBy("qid", "docid").agg(
         F.count(F.lit(1)).alias("copies"),
@@ -92,6 +89,7 @@ def _stats(df: DataFrame):
     )
     per_query = pairs.groupBy("qid").agg(
         F.sum("copies").alias("rows"),
+        F.count(F.lit(1)).alias("pairs"),
         F.sum(F.when(F.col("docid").isNull(), F.col("copies"))).alias("null_docid"),
         F.sum("bad_score").alias("bad_score"),
         F.sum((F.col("copies") > 1).cast("int")).alias("duplicated_pairs"),
@@ -100,6 +98,7 @@ def _stats(df: DataFrame):
     )
     stats = per_query.agg(
         F.sum("rows").alias("rows"),
+        F.sum("pairs").alias("pairs"),
         F.count("qid").alias("queries"),
         F.sum(F.when(F.col("qid").isNull(), F.col("rows"))).alias("null_qid"),
         F.sum("null_docid").alias("null_docid"),
