@@ -31,8 +31,9 @@ its own model. Baselines: the first stage, MiniLM cosine and the log-rank fusion
 
 ``fusion``: each list's held-out head (``loo``'s ``--config``, trained without its collection)
 fused with the first stage at fixed weights and at the weight the list's mean agreement gives
-(``grouprank.fusion.agreement_weight``); the fixed weight and the rule's reliability are each
-chosen per held-out collection on the other collections' lists.
+by each agreement rule (``grouprank.fusion.FusionRule``: the reliability model, the logistic
+step); the fixed weight, each form's best rule and the best rule of all are chosen per
+held-out collection on the other collections' lists.
 
 ``transforms``: the held-out heads of ``--configs`` with the first-stage scores they read
 changed by order-keeping maps (``TRANSFORMS``: the same ranking as probabilities, exponentials,
@@ -41,7 +42,7 @@ scores' distribution rather than on the ranking.
 
 ``jobs``: the held-out checkpoints (and the old default) through the real ``rerank`` and
 ``evaluate`` jobs on each held-out table: the headline figures. A held-out head of the config
-the last ``fusion`` step measured gets that fold's fusion rule and fallback weight first.
+the last ``fusion`` step measured gets that fold's chosen rule and fallback weight (in a copy).
 ``ship``: one head trained on every collection with a config.
 
 Pure Python over MiniLM embeddings encoded once per run and kept in memory
@@ -74,7 +75,7 @@ from grouprank.backends.group_encoder import (
     pad_groups,
 )
 from grouprank.encoding import embed_in_memory
-from grouprank.fusion import agreement_weight, first_stage_share
+from grouprank.fusion import FusionRule, agreement_weight, first_stage_share
 from grouprank.training.group_encoder import EncoderTrainConfig, train_sft
 # bench/: the job's grouping, fusion and metric
 from train_eval import deal_groups, first_stage_prior, ndcg
@@ -434,7 +435,8 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
 
 
 def _set_fusion_weight(path: Path, weight: float) -> None:
-    _set_config(path, fusion_weight=weight)
+    """A fixed fusion weight and no agreement rule (``jobs`` adds a fold's rule to a copy)."""
+    _set_config(path, fusion_weight=weight, **rule_config(None))
 
 
 def _set_config(path: Path, **values) -> None:
@@ -446,17 +448,37 @@ def _set_config(path: Path, **values) -> None:
 # --- fusion --------------------------------------------------------------------------------------
 
 HEAD_RELIABILITIES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+LOGISTIC_CENTERS = tuple(round(0.5 + 0.025 * k, 3) for k in range(11))
+LOGISTIC_SLOPES = (8.0, 12.0, 16.0, 20.0, 30.0)
 WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+def fusion_rules() -> dict[str, FusionRule]:
+    """Every agreement rule the fusion step tries, by label: the reliability model at
+    ``HEAD_RELIABILITIES`` and the logistic step over ``LOGISTIC_CENTERS`` x ``LOGISTIC_SLOPES``."""
+    rules = {f"reliability {r}": FusionRule(reliability=r) for r in HEAD_RELIABILITIES}
+    rules.update({f"logistic {c} {k:g}": FusionRule(center=c, slope=k)
+                  for c in LOGISTIC_CENTERS for k in LOGISTIC_SLOPES})
+    return rules
+
+
+def rule_config(rule: dict | None) -> dict:
+    """A rule as ``FusionRule.describe`` gives it -> the checkpoint fields that carry it."""
+    rule = rule or {}
+    return {"fusion_reliability": rule.get("reliability"), "fusion_center": rule.get("center"),
+            "fusion_slope": rule.get("slope")}
 
 
 def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
     """Per list, its held-out head (``loo``'s ``config`` at weight 1.0, trained without the
-    list's collection) fused with the first stage at fixed weights and at the agreement-set
-    weight; the fixed weight and the head reliability are each chosen per held-out collection
-    on the *other* collections' lists (``select``'s objective), never on its own judgments."""
+    list's collection) fused with the first stage at fixed weights and at the weight each
+    agreement rule (``fusion_rules``) gives the list's mean agreement. Per held-out collection
+    the fixed weight, the best rule of each form and the best rule of all are chosen on the
+    *other* collections' lists (``select``'s objective), never on its own judgments."""
     lists = load_lists(work)
     bases = baselines(lists)
-    fixed, rule, head_agreement = {}, {}, {}
+    rules = fusion_rules()
+    fixed, ruled, head_agreement = {}, {}, {}
     for (name, run), item in lists.items():
         key = f"{name}/{run}"
         head = item.scores(load_head(checkpoints / name / config), 1.0)  # its 0-10 score / 10
@@ -470,42 +492,57 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
             return item.ndcg(w * head + (1 - w) * first)
 
         fixed[key] = {w: fused(w) for w in WEIGHTS}
-        rule[key] = {r: fused(agreement_weight(item.agreement, r)) for r in HEAD_RELIABILITIES}
+        ruled[key] = {label: fused(rule.weight(item.agreement)) for label, rule in rules.items()}
 
-    def best(figures: dict, keys: list[str]) -> float:
-        """The option (weight or reliability) with the best mean gain over ``keys``' lists."""
-        options = next(iter(figures.values()))
+    def best(figures: dict, keys: list[str], prefix: str = "") -> float | str:
+        """The option (weight or rule label starting with ``prefix``) with the best mean gain
+        over ``keys``' lists."""
+        options = [o for o in next(iter(figures.values())) if str(o).startswith(prefix)]
         return max(options, key=lambda o: np.mean([_gain(figures[k][o], bases[k]) for k in keys]))
+
+    def choices(keys: list[str]) -> dict:
+        reliability, logistic, rule = (best(ruled, keys, prefix)
+                                       for prefix in ("reliability", "logistic", ""))
+        return {"fixed_weight": best(fixed, keys),
+                "head_reliability": rules[reliability].reliability,
+                "logistic": rules[logistic].describe(), "rule": rules[rule].describe(),
+                "labels": {"reliability": reliability, "logistic": logistic, "rule": rule}}
 
     out: dict = {"config": config, "baselines": bases, "lists": {}, "chosen": {}}
     for held in RUNS:
-        others = [key for key in fixed if key.split("/")[0] != held]
-        w, r = best(fixed, others), best(rule, others)
-        out["chosen"][held] = {"fixed_weight": w, "head_reliability": r}
+        out["chosen"][held] = chosen = choices(
+            [key for key in fixed if key.split("/")[0] != held])
+        labels = chosen["labels"]
         for run in RUNS[held]:
             key, item = f"{held}/{run}", lists[held, run]
             out["lists"][key] = {
                 "agreement": item.agreement, "head_agreement": head_agreement[key],
-                "fixed": fixed[key], "rule": rule[key],
-                "held_out_fixed": fixed[key][w], "held_out_rule": rule[key][r],
-                "rule_weight": agreement_weight(item.agreement, r),
+                "fixed": fixed[key], "rule": ruled[key],
+                "held_out_fixed": fixed[key][chosen["fixed_weight"]],
+                "held_out_rule": ruled[key][labels["reliability"]],
+                "held_out_logistic": ruled[key][labels["logistic"]],
+                "held_out_chosen": ruled[key][labels["rule"]],
+                "rule_weight": rules[labels["reliability"]].weight(item.agreement),
+                "logistic_weight": rules[labels["logistic"]].weight(item.agreement),
+                "chosen_weight": rules[labels["rule"]].weight(item.agreement),
             }
-    out["chosen"]["ship"] = {"fixed_weight": best(fixed, list(fixed)),
-                             "head_reliability": best(rule, list(rule))}
+    out["chosen"]["ship"] = choices(list(fixed))
     return out
 
 
 def print_fusion(figures: dict) -> None:
     print("| held-out list | agreement | with the head | first stage | cosine | fusion | "
-          "head, chosen fixed w | head, agreement-set w (w) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "head, chosen fixed w | reliability rule (w) | logistic rule (w) | chosen rule (w) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, row in figures["lists"].items():
         base = figures["baselines"][key]
         print(f"| {key} | {row['agreement']:.3f} | {row['head_agreement']:.3f} | "
               f"{base['first stage']:.4f} | "
               f"{base['cosine']:.4f} | {base['fusion']:.4f} | {row['held_out_fixed']:.4f} | "
-              f"{row['held_out_rule']:.4f} ({row['rule_weight']:.2f}) |")
-    print(json.dumps(figures["chosen"]))
+              f"{row['held_out_rule']:.4f} ({row['rule_weight']:.2f}) | "
+              f"{row['held_out_logistic']:.4f} ({row['logistic_weight']:.2f}) | "
+              f"{row['held_out_chosen']:.4f} ({row['chosen_weight']:.2f}) |")
+    print(json.dumps({held: c["labels"] for held, c in figures["chosen"].items()}))
 
 
 # --- loo -----------------------------------------------------------------------------------------
@@ -674,11 +711,10 @@ def main(argv: list[str] | None = None) -> int:
         # measured, as the fusion step chose them on every list.
         fusion = work / "fusion.json"
         chosen = json.loads(fusion.read_text())["chosen"]["ship"] if fusion.is_file() else {}
-        head_reliability = chosen.get("head_reliability")
-        _set_config(Path(args.output), fusion_reliability=head_reliability,
+        _set_config(Path(args.output), **rule_config(chosen.get("rule")),
                     fusion_weight=chosen.get("fixed_weight", config.fusion_weight))
         figures = {"config": asdict(config), "reliability": reliability, "samples": count,
-                   "fusion_reliability": head_reliability, "summary": summary}
+                   "fusion_rule": chosen.get("rule"), "summary": summary}
         print(json.dumps(figures, indent=1))
     else:
         if "old" in args.models.split(",") and not (work / "loo.json").exists():
@@ -728,22 +764,29 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
         for run in RUNS[held]:
             if lists and f"{held}/{run}" not in lists:
                 continue
-            head = work / "checkpoints" / held / config
+            head, choice = work / "checkpoints" / held / config, None
             if fusion.get("config") == config and held in fusion.get("chosen", {}):
                 # The fold's fusion rule and fallback weight, as the fusion step chose them on
-                # the other collections: the head as it would ship.
+                # the other collections, written into a copy: the head as it would ship.
                 chosen = fusion["chosen"][held]
-                _set_config(head, fusion_reliability=chosen["head_reliability"],
-                            fusion_weight=chosen["fixed_weight"])
+                choice = {**rule_config(chosen["rule"]), "fusion_weight": chosen["fixed_weight"]}
+                copy = work / "heads" / held / config
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(head, copy)
+                _set_config(copy, **choice)
+                head = copy
             for label, model in (("old default", "default"), ("held-out head", str(head))):
                 if (label == "old default") != ("old" in models) and len(models) == 1:
                     continue
                 slug = f"{held}-{run}-{label.replace(' ', '-')}"
                 output = str(work / "reranked" / slug)
                 record = work / "jobs" / f"{slug}.json"
-                if record.is_file():  # measured by an earlier run of this step
-                    figures.setdefault(f"{held}/{run}", {})[label] = json.loads(record.read_text())
-                    continue
+                fusion_choice = choice if model != "default" else None
+                if record.is_file():  # measured by an earlier run of this step, same rule?
+                    entry = json.loads(record.read_text())
+                    if entry.get("fusion_choice") == fusion_choice:
+                        figures.setdefault(f"{held}/{run}", {})[label] = entry
+                        continue
                 started = time.time()
                 summary = rerank_job.run(
                     rerank_job.RerankJob(str(tables / f"{held}-{run}"), output, JOB_DATE,
@@ -758,6 +801,7 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
                 figures.setdefault(f"{held}/{run}", {})[label] = entry = {
                     "ndcg@10": value, "queries": metrics["num_queries"],
                     "rerank_s": round(seconds, 1), "config": config if model != "default" else None,
+                    "fusion_choice": fusion_choice,
                     "rerank_summary": summary,
                 }
                 record.parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,20 @@ stage's is ``agreement / reliability``, and an optimal linear blend of two such 
 each by ``ρ / (1 - ρ²)``. ``reliability`` is the one parameter, chosen leave-one-collection-out
 (docs/BENCHMARKS.md) and saved in the checkpoint (``GroupEncoderConfig.fusion_reliability``).
 
+That model still gives a weak first stage 14-21% of the blend, where the head alone is better
+on every BM25 list. ``logistic_weight`` is the other rule a checkpoint can carry
+(``fusion_center``, ``fusion_slope``): the head alone below the agreement ``center``, a fast
+hand-over to the first stage above it. ``FusionRule`` is whichever of the two a checkpoint
+carries; the held-out benchmark chooses between them per fold on the other collections.
+
 The first stage enters the fusion by its rank (``rank_prior``), never its score's scale or
 distribution: BM25 scores, dot products and calibrated probabilities of one order fuse alike.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,6 +58,75 @@ def agreement_weight(agreement: float, reliability: float) -> float:
         0.004
     """
     return 1.0 - first_stage_share(agreement, reliability)
+
+
+def logistic_weight(agreement: float, center: float, slope: float) -> float:
+    """The reranker's fusion weight by a logistic step in the ``agreement``: 1/2 at ``center``,
+    towards 1 (the head alone) below it and towards 0 (the first stage) above, ``slope`` setting
+    how fast.
+
+    Example:
+        >>> [round(logistic_weight(a, 0.65, 20), 3) for a in (0.4, 0.65, 0.75, 1.0)]
+        [0.993, 0.5, 0.119, 0.001]
+    """
+    return 1.0 / (1.0 + math.exp(min(slope * (agreement - center), 700.0)))
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    """How a checkpoint sets its fusion weight from a table's mean first-stage agreement:
+    ``agreement_weight`` at ``reliability``, or ``logistic_weight`` at ``center`` and ``slope``
+    (exactly one of the two forms).
+
+    Example:
+        >>> FusionRule(center=0.65, slope=20).weight(0.4) > FusionRule(reliability=0.85).weight(0.4)
+        True
+        >>> FusionRule(reliability=0.85, center=0.6, slope=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: a fusion rule is fusion_reliability or fusion_center with fusion_slope, not both
+    """
+
+    reliability: float | None = None
+    center: float | None = None
+    slope: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.center is None) != (self.slope is None):
+            raise ValueError("fusion_center and fusion_slope are set together")
+        if self.reliability is not None and self.center is not None:
+            raise ValueError("a fusion rule is fusion_reliability or fusion_center with "
+                             "fusion_slope, not both")
+        if self.reliability is None and self.center is None:
+            raise ValueError("a fusion rule needs fusion_reliability or fusion_center and "
+                             "fusion_slope")
+        if self.reliability is not None and not 0.0 < self.reliability < 1.0:
+            raise ValueError(f"fusion_reliability must be in (0, 1), got {self.reliability}")
+        if self.center is not None and not -1.0 <= self.center <= 1.0:
+            raise ValueError(f"fusion_center must be in [-1, 1], got {self.center}")
+        if self.slope is not None and not self.slope > 0.0:
+            raise ValueError(f"fusion_slope must be > 0, got {self.slope}")
+
+    @classmethod
+    def from_config(cls, config) -> FusionRule | None:
+        """The rule a group-encoder config carries (``fusion_reliability``, ``fusion_center``,
+        ``fusion_slope``), or None for a fixed fusion weight."""
+        values = {"reliability": getattr(config, "fusion_reliability", None),
+                  "center": getattr(config, "fusion_center", None),
+                  "slope": getattr(config, "fusion_slope", None)}
+        return cls(**values) if any(v is not None for v in values.values()) else None
+
+    def weight(self, agreement: float) -> float:
+        """The reranker's fusion weight for a table of mean first-stage ``agreement``."""
+        if self.reliability is not None:
+            return agreement_weight(agreement, self.reliability)
+        return logistic_weight(agreement, self.center, self.slope)
+
+    def describe(self) -> dict:
+        """The rule's parameters, as the job summary records them."""
+        if self.reliability is not None:
+            return {"rule": "reliability", "reliability": self.reliability}
+        return {"rule": "logistic", "center": self.center, "slope": self.slope}
 
 
 def rank_prior(rank, count):

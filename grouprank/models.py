@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grouprank.backends.base import GroupScorer
+from grouprank.fusion import FusionRule
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
 
@@ -148,8 +149,9 @@ class ModelRef:
     # (``precomputed_embeddings``).
     encoder: EncoderRef | None = None
     # Set for a group encoder whose fusion weight follows each table's first-stage agreement
-    # (``GroupEncoderConfig.fusion_reliability``); ``fusion_weight`` is then the fallback.
-    fusion_reliability: float | None = None
+    # (``GroupEncoderConfig.fusion_reliability`` or ``fusion_center``/``fusion_slope``);
+    # ``fusion_weight`` is then the fallback.
+    fusion_rule: FusionRule | None = None
 
     @property
     def precomputed_embeddings(self) -> bool:
@@ -188,7 +190,7 @@ def model_ref(spec: str) -> ModelRef:
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,
-                        encoder, config.fusion_reliability)
+                        encoder, FusionRule.from_config(config))
     return ModelRef(spec, CAUSAL_LM, model_name(spec), content_digest(path), LLM_FUSION_WEIGHT)
 
 

@@ -39,8 +39,8 @@ class RerankSettings:
     # final = w * model_score / 10 + (1 - w) * (1 - ln(first-stage rank) / ln(candidates));
     # 1 = model alone.
     # Unset: the model's own: 0.6 (the authors' released setting) for LLMs; for a group encoder
-    # with a `fusion_reliability` (the shipped default), set per table by how far its first stage
-    # agrees with the encoder (weak first stage: ~0.8, strong: ~0.6, the encoder's own: ~0);
+    # with a fusion rule (the shipped default), set per table by how far its first stage agrees
+    # with the encoder (weak first stage: ~1, strong: ~0.3-0.7, the encoder's own: ~0);
     # otherwise the checkpoint's `fusion_weight`.
     fusion_weight: float | None = None
     # direct: read the 0-10 score distribution at each answer slot; reason: free generation.

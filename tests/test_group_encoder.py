@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -421,7 +422,7 @@ def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_p
     from dataclasses import replace
 
     from grouprank.encoding import embed_in_memory
-    from grouprank.fusion import agreement_weight
+    from grouprank.fusion import agreement_weight, logistic_weight
     from grouprank.models import model_ref
     from jobs.candidates import prepare_candidates
     from jobs.embeddings import distinct_texts, embed_texts
@@ -453,7 +454,10 @@ def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_p
         prepared = prepare_candidates(
             spark.read.format("delta").load(str(tmp_path / order)).where(where))
         vectors = embed_texts(distinct_texts(prepared), settings, ref, 2)
+        last.update(prepared=prepared, vectors=vectors)
         return rows, rerank_job.resolve_fusion(prepared, vectors, settings, ref)[1]
+
+    last: dict = {}
 
     def numpy_mean(rows) -> float:
         """The mean of the queries' agreements, as grouprank computes it in numpy."""
@@ -475,6 +479,21 @@ def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_p
     assert fusion["first_stage_agreement"] == pytest.approx(numpy_mean(rows), abs=1e-6)
     assert fusion["weight"] == pytest.approx(
         agreement_weight(fusion["first_stage_agreement"], 0.8), abs=1e-4)
+    assert fusion["rule"] == "reliability" and fusion["reliability"] == 0.8
+    # The same head carrying the logistic rule instead: its weight for the same agreement.
+    config = json.loads((tmp_path / "ckpt" / CONFIG_FILE).read_text())
+    shutil.copytree(tmp_path / "ckpt", tmp_path / "logistic")
+    (tmp_path / "logistic" / CONFIG_FILE).write_text(json.dumps(
+        {**config, "fusion_reliability": None, "fusion_center": 0.3, "fusion_slope": 12.0}))
+    logistic = replace(settings, model=str(tmp_path / "logistic"))
+    _, by_logistic = rerank_job.resolve_fusion(last["prepared"], last["vectors"], logistic,
+                                               model_ref(logistic.model))
+    agreement = fusion["first_stage_agreement"]
+    assert by_logistic["first_stage_agreement"] == pytest.approx(agreement, abs=1e-9)
+    assert by_logistic["weight"] == pytest.approx(logistic_weight(agreement, 0.3, 12.0), abs=1e-4)
+    assert by_logistic["weight"] != pytest.approx(fusion["weight"], abs=1e-3)
+    assert (by_logistic["rule"], by_logistic["center"], by_logistic["slope"]) == (
+        "logistic", 0.3, 12.0)
     # Two documents a query: no agreement to measure, so the model's own weight.
     _, fusion = resolved("two", "docid IN ('d0', 'd1')")
     assert fusion == {"weight": 0.5, "set_by": "model (no agreement measurable)"}
@@ -482,3 +501,24 @@ def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_p
     given = replace(settings, fusion_weight=0.3)
     assert rerank_job.resolve_fusion(None, None, given, ref) == (
         given, {"weight": 0.3, "set_by": "--fusion-weight"})
+
+
+def test_a_checkpoint_carries_one_fusion_rule_and_a_bad_one_fails_on_loading(tmp_path):
+    from grouprank.fusion import FusionRule
+    from grouprank.models import model_ref
+
+    assert FusionRule.from_config(GroupEncoderConfig()) is None
+    assert FusionRule.from_config(GroupEncoderConfig(fusion_center=0.6, fusion_slope=20.0)) == (
+        FusionRule(center=0.6, slope=20.0))
+    for bad, message in (({"fusion_center": 0.6}, "set together"),
+                         ({"fusion_reliability": 0.8, "fusion_center": 0.6, "fusion_slope": 9},
+                          "not both"),
+                         ({"fusion_center": 0.6, "fusion_slope": 0.0}, "fusion_slope must be > 0"),
+                         ({"fusion_reliability": 1.0}, r"fusion_reliability must be in \(0, 1\)")):
+        with pytest.raises(ValueError, match=message):
+            GroupEncoderConfig(**bad)
+    save_head(GroupHead(GroupEncoderConfig(hidden=32, heads=4)).eval(), tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / CONFIG_FILE).read_text())
+    (tmp_path / "ckpt" / CONFIG_FILE).write_text(json.dumps({**config, "fusion_center": 0.6}))
+    with pytest.raises(ValueError, match="fusion_center and fusion_slope are set together"):
+        model_ref(str(tmp_path / "ckpt"))

@@ -130,3 +130,13 @@ def test_the_fusion_rule_is_chosen_without_the_held_out_judgments(lists, work, t
     row = before["lists"]["dl19/splade"]
     assert row["rule_weight"] == pytest.approx(heldout.agreement_weight(
         row["agreement"], before["chosen"]["dl19"]["head_reliability"]))
+    # The chosen rule (of either form) is one the step tried, and its weight is the rule's.
+    chosen = before["chosen"]["dl19"]
+    assert chosen["labels"]["rule"] in (chosen["labels"]["reliability"],
+                                        chosen["labels"]["logistic"])
+    rule = heldout.fusion_rules()[chosen["labels"]["rule"]]
+    assert rule.describe() == chosen["rule"]
+    assert row["chosen_weight"] == pytest.approx(rule.weight(row["agreement"]))
+    assert row["held_out_chosen"] == row["rule"][chosen["labels"]["rule"]]
+    assert heldout.FusionRule(**{k.removeprefix("fusion_"): v for k, v in
+                                 heldout.rule_config(chosen["rule"]).items()}) == rule

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from grouprank.backends.base import GroupInput, GroupResult
+from grouprank.fusion import FusionRule
 from grouprank.parsing import OK
 
 CONFIG_FILE = "grouprank.json"
@@ -69,6 +70,11 @@ class GroupEncoderConfig:
     # lean on the head over a weak first stage, defer to a strong one. ``fusion_weight`` stays
     # the fallback where no agreement can be measured (every query under 3 documents).
     fusion_reliability: float | None = None
+    # Or (instead of ``fusion_reliability``) the weight is a logistic step in that agreement:
+    # 1/2 at ``fusion_center``, the head alone below it, the first stage above
+    # (``grouprank.fusion.logistic_weight``; ``fusion_slope`` sets how fast).
+    fusion_center: float | None = None
+    fusion_slope: float | None = None
     # Whether the head also reads each document's first-stage rank in the query's whole list
     # (``GroupInput.first_stage_rank``); checkpoints from before it was a feature read only the
     # scores normalised within the group.
@@ -89,8 +95,7 @@ class GroupEncoderConfig:
             raise ValueError(f"not a group-encoder config (kind={self.kind!r})")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        if self.fusion_reliability is not None and not 0.0 < self.fusion_reliability < 1.0:
-            raise ValueError(f"fusion_reliability must be in (0, 1), got {self.fusion_reliability}")
+        FusionRule.from_config(self)  # raises for a rule that cannot be used
 
 
 class GroupHead(nn.Module):

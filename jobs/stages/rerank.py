@@ -26,7 +26,6 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from grouprank.fusion import agreement_weight
 from grouprank.models import ModelRef, fusion_weight_for, model_ref
 from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT, OK, PARTIAL
 from grouprank.prompts import template_for
@@ -219,7 +218,7 @@ def _embed_once(
 
 
 def _agreement_sets_weight(settings: RerankSettings, ref: ModelRef) -> bool:
-    return (settings.fusion_weight is None and ref.fusion_reliability is not None
+    return (settings.fusion_weight is None and ref.fusion_rule is not None
             and ref.precomputed_embeddings)
 
 
@@ -227,9 +226,10 @@ def resolve_fusion(
     prepared: DataFrame, vectors: DataFrame | None, settings: RerankSettings, ref: ModelRef
 ) -> tuple[RerankSettings, dict]:
     """The settings with the fusion weight this run uses, and how it was set (the summary's
-    ``fusion``): ``--fusion-weight`` if given; else, for a model with a ``fusion_reliability``,
-    the weight its first stage's mean agreement with the encoder gives over this table
-    (``grouprank.fusion``; one Spark job over ``vectors``); else the model's own weight."""
+    ``fusion``): ``--fusion-weight`` if given; else, for a model with a fusion rule
+    (``ModelRef.fusion_rule``), the weight its rule gives this table's mean first-stage
+    agreement with the encoder (``grouprank.fusion``; one Spark job over ``vectors``); else the
+    model's own weight."""
     if settings.fusion_weight is not None:
         return settings, {"weight": settings.fusion_weight, "set_by": "--fusion-weight"}
     if not _agreement_sets_weight(settings, ref) or vectors is None:
@@ -241,13 +241,13 @@ def resolve_fusion(
                     "is undefined, so the model's fusion weight %s is used", ref.fusion_weight)
         return replace(settings, fusion_weight=ref.fusion_weight), {
             "weight": ref.fusion_weight, "set_by": "model (no agreement measurable)"}
-    weight = round(agreement_weight(agreement, ref.fusion_reliability), 4)
+    weight = round(ref.fusion_rule.weight(agreement), 4)
     log.info("rerank: the first stage agrees %.3f with the encoder over %d queries: model "
              "weight %.2f in the fusion (%.1f s)", agreement, queries, weight,
              time.monotonic() - started)
     return replace(settings, fusion_weight=weight), {
         "weight": weight, "set_by": "first-stage agreement", "first_stage_agreement": agreement,
-        "queries": queries, "reliability": ref.fusion_reliability}
+        "queries": queries, **ref.fusion_rule.describe()}
 
 
 def score_candidates(
