@@ -31,7 +31,17 @@ import pytest
 
 SPARK_HOME = Path(pyspark.__file__).parent
 LOOPBACK = "127.0.0.1"
-DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+
+
+def delta_jars() -> list[str]:
+    """spark-submit's ``--jars`` with the Delta jars ``grouprank setup`` downloaded once (as a
+    cluster without Maven Central passes them, docs/DEPLOYMENT.md section 4): no submit runs Ivy,
+    which cost each one seconds of resolving (docs/BENCHMARKS.md, issue 18)."""
+    from jobs.session import cached_jars
+
+    return ["--jars", ",".join(map(str, cached_jars()))]
+
+
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -59,7 +69,7 @@ class Cluster:
         """``spark-submit`` in client mode to this master, with Delta Lake and ``conf``, as
         docs/DEPLOYMENT.md writes it; the caller adds --py-files, the script and its flags."""
         command = [spark_submit(), "--master", self.master_url, "--deploy-mode", "client",
-                   "--packages", DELTA_PACKAGE]
+                   *delta_jars()]
         for key, value in {**DELTA_CONF, **jvm_archive_conf(), **conf}.items():
             command += ["--conf", f"{key}={value}"]
         return command
@@ -287,7 +297,7 @@ def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
     }
     command = [spark_submit(), "--master", "local[2]",
                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-               "--packages", DELTA_PACKAGE]
+               *delta_jars()]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     command.append(str(connect_jar))
