@@ -51,6 +51,29 @@ def test_unscored_documents_rank_after_every_scored_one(spark):
     assert list(out.loc[["d0", "d3"], "status"]) == ["unparsed", "unparsed"]
 
 
+def test_the_jobs_rank_prior_is_the_librarys_ties_and_single_documents_included(spark):
+    """The fusion's first-stage side exists twice, in SQL for the job and in numpy for the
+    trainer and the benchmarks (``grouprank.fusion.rank_prior``): the two must agree."""
+    import numpy as np
+
+    from grouprank.fusion import rank_prior
+
+    scores = {"ties": [3.0, 3.0, 2.0, 2.0, 2.0, 1.0, -5.0], "one": [0.7],
+              "spread": [120.5, 0.001, 1e-9, 33.0, 7.25], "all-equal": [4.0, 4.0, 4.0]}
+    rows = [(qid, f"{qid}-{k}", score) for qid, values in scores.items()
+            for k, score in enumerate(values)]
+    table = spark.createDataFrame(rows, "qid string, docid string, score double")
+    got = table.withColumn("prior", rerank_job.rank_prior_column()).toPandas()
+    for qid, values in scores.items():
+        part = got[got.qid == qid].sort_values("docid")
+        ranks = pd.Series(values).rank(ascending=False, method="min").to_numpy()
+        assert part.prior.to_numpy() == pytest.approx(rank_prior(ranks, len(values)), abs=1e-12)
+    ties = got[got.qid == "ties"].sort_values("docid").prior.tolist()
+    assert ties[0] == ties[1] == 1.0 and ties[2] == ties[3] == ties[4] < 1.0 and ties[6] == 0.0
+    assert got[got.qid == "one"].prior.tolist() == [1.0]
+    assert np.allclose(got[got.qid == "all-equal"].prior, 1.0)
+
+
 def test_a_document_without_a_score_row_fails_instead_of_a_null_status(spark):
     rows = [("q", "query", f"d{i}", "text", float(i), i + 1) for i in range(2)]
     prepared = prepare_candidates(spark.createDataFrame(rows, CANDIDATES))

@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import asdict, replace
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -291,6 +291,16 @@ def group_candidates(
     return build_groups(scoreable, settings)
 
 
+def rank_prior_column() -> Column:
+    """``grouprank.fusion.rank_prior`` in SQL over a table's ``qid`` and ``score``: the first
+    stage enters the fusion by its rank, not its score's scale or distribution; tied scores
+    share the best rank, a query of one document gets 1."""
+    by_query = Window.partitionBy("qid")
+    rank = F.rank().over(by_query.orderBy(F.col("score").desc()))
+    count = F.count(F.lit(1)).over(by_query)
+    return F.when(count > 1, 1.0 - F.log(rank) / F.log(count)).otherwise(F.lit(1.0))
+
+
 def fuse_and_rank(
     prepared: DataFrame,
     scored: DataFrame,
@@ -309,13 +319,7 @@ def fuse_and_rank(
         F.count("model_score").alias("scored_repeats"),
     )
     joined = prepared.join(per_doc, ["qid", "docid"], "left")
-    # The first stage enters by its rank (grouprank.fusion.rank_prior), not its score's scale
-    # or distribution: tied scores share the best rank, a query of one document gets 1.
-    fs_rank = F.rank().over(by_query.orderBy(F.col("score").desc()))
-    count = F.count(F.lit(1)).over(by_query)
-    first_stage_norm = (
-        F.when(count > 1, 1.0 - F.log(fs_rank) / F.log(count)).otherwise(F.lit(1.0))
-    )
+    first_stage_norm = rank_prior_column()
     model_score = F.when(F.col("skip").isNotNull(), F.lit(0.0)).otherwise(F.col("model_mean"))
     status = (
         F.when(F.col("skip").isNotNull(), F.col("skip"))
