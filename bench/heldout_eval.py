@@ -300,10 +300,16 @@ class Lists:
         return rows
 
     def scores(self, head, fusion_weight: float, seed: int = 0,
-               first_stage: np.ndarray | None = None) -> np.ndarray:
+               first_stage: np.ndarray | None = None, repeats: int = 1) -> np.ndarray:
         """Each candidate's final score as the job makes it: random groups of 20, the head's
-        0-10 score, fused with the first stage's rank prior at ``fusion_weight``. The head reads
-        ``first_stage`` (default: the list's scores), which must keep their order."""
+        0-10 score (the mean over ``repeats`` reshufflings, as ``--repeats``), fused with the
+        first stage's rank prior at ``fusion_weight``. The head reads ``first_stage`` (default:
+        the list's scores), which must keep their order."""
+        if repeats > 1:
+            model = np.mean([self.scores(head, 1.0, seed + r, first_stage)
+                             for r in range(repeats)], axis=0)
+            return fusion_weight * model + (1 - fusion_weight) * first_stage_prior(
+                self.frame).values
         f, out = self.frame, np.zeros(len(self.frame))
         given = f["score"].values if first_stage is None else first_stage
         rng = np.random.default_rng(seed)
@@ -469,7 +475,7 @@ def rule_config(rule: dict | None) -> dict:
             "fusion_slope": rule.get("slope")}
 
 
-def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
+def fusion_table(work: Path, config: str, checkpoints: Path, repeats: int = 1) -> dict:
     """Per list, its held-out head (``loo``'s ``config`` at weight 1.0, trained without the
     list's collection) fused with the first stage at fixed weights and at the weight each
     agreement rule (``fusion_rules``) gives the list's mean agreement. Per held-out collection
@@ -481,7 +487,8 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
     fixed, ruled, head_agreement = {}, {}, {}
     for (name, run), item in lists.items():
         key = f"{name}/{run}"
-        head = item.scores(load_head(checkpoints / name / config), 1.0)  # its 0-10 score / 10
+        # Its 0-10 score / 10 (the mean over ``repeats`` groupings, as the job's --repeats).
+        head = item.scores(load_head(checkpoints / name / config), 1.0, repeats=repeats)
         first = first_stage_prior(item.frame).values
         # A second view tried for telling strong first stages apart: agreement with the head.
         head_agreement[key] = float(np.nanmean([
@@ -508,7 +515,8 @@ def fusion_table(work: Path, config: str, checkpoints: Path) -> dict:
                 "logistic": rules[logistic].describe(), "rule": rules[rule].describe(),
                 "labels": {"reliability": reliability, "logistic": logistic, "rule": rule}}
 
-    out: dict = {"config": config, "baselines": bases, "lists": {}, "chosen": {}}
+    out: dict = {"config": config, "repeats": repeats, "baselines": bases, "lists": {},
+                 "chosen": {}}
     for held in RUNS:
         out["chosen"][held] = chosen = choices(
             [key for key in fixed if key.split("/")[0] != held])
@@ -672,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
     parser.add_argument("--baseline", help="cost: a checkpoint to time against the default")
     parser.add_argument("--lists", default="", help="jobs: e.g. dl19/splade,vaswani/bm25")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fusion: groupings the head's scores are averaged over")
     parser.add_argument("--reliability", type=float, default=0.85,
                         help="transforms: the fusion rule's reliability")
     args = parser.parse_args(argv)
@@ -688,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(figures)
     elif args.step == "fusion":
         figures = fusion_table(work, args.config if args.config != "auto" else "feedback",
-                               work / "checkpoints")
+                               work / "checkpoints", args.repeats)
         print_fusion(figures)
     elif args.step == "transforms":
         figures = transforms_table(work, args.configs.split(","), work / "checkpoints",
@@ -769,11 +779,12 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
                 # The fold's fusion rule and fallback weight, as the fusion step chose them on
                 # the other collections, written into a copy: the head as it would ship.
                 chosen = fusion["chosen"][held]
-                choice = {**rule_config(chosen["rule"]), "fusion_weight": chosen["fixed_weight"]}
+                choice = {**rule_config(chosen["rule"]), "fusion_weight": chosen["fixed_weight"],
+                          "repeats": fusion.get("repeats", 1)}
                 copy = work / "heads" / held / config
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.copytree(head, copy)
-                _set_config(copy, **choice)
+                _set_config(copy, **{k: v for k, v in choice.items() if k != "repeats"})
                 head = copy
             for label, model in (("old default", "default"), ("held-out head", str(head))):
                 if (label == "old default") != ("old" in models) and len(models) == 1:
@@ -791,7 +802,8 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
                 summary = rerank_job.run(
                     rerank_job.RerankJob(str(tables / f"{held}-{run}"), output, JOB_DATE,
                                          embedding_store=str(work / "embedding-store")),
-                    RerankSettings(model=model),
+                    # The groupings the fusion step averaged the head over (--repeats).
+                    RerankSettings(model=model, repeats=(fusion_choice or {}).get("repeats", 1)),
                 )
                 seconds = time.time() - started
                 metrics = evaluate_job.run(evaluate_job.EvaluateJob(

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -140,3 +141,10 @@ def test_the_fusion_rule_is_chosen_without_the_held_out_judgments(lists, work, t
     assert row["held_out_chosen"] == row["rule"][chosen["labels"]["rule"]]
     assert heldout.FusionRule(**{k.removeprefix("fusion_"): v for k, v in
                                  heldout.rule_config(chosen["rule"]).items()}) == rule
+    # --repeats: the head's scores averaged over reshuffled groupings, then fused.
+    item, head = lists["dl19", "bm25"], heldout.load_head(checkpoints / "dl19" / "tiny")
+    once = [item.scores(head, 1.0, seed) for seed in (4, 5)]
+    assert np.abs(once[0] - once[1]).max() > 1e-9  # the groupings differ (a tiny head's
+    prior = heldout.first_stage_prior(item.frame).values  # scores barely move with them)
+    assert np.allclose(item.scores(head, 0.7, 4, repeats=2),
+                       0.7 * (once[0] + once[1]) / 2 + 0.3 * prior, rtol=0, atol=1e-12)
