@@ -15,8 +15,9 @@ No Spark import.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,11 +131,31 @@ def _check_keys(weights: Path, config: BertConfig) -> None:
 
     with safe_open(str(weights), "pt") as f:
         found = {_strip_prefix(k) for k in f.keys() if not _strip_prefix(k).startswith(_UNUSED_KEYS)}
-    with torch.device("meta"):  # names only: no memory, no random init
+    with _skeleton():  # names only: no memory, no random init
         expected = set(_Bert(config).state_dict())
     if found != expected:
         missing, extra = sorted(expected - found)[:3], sorted(found - expected)[:3]
         raise _Mismatch(f"weights differ from BERT's (missing {missing}, unexpected {extra})")
+
+
+# The init functions BERT's modules call in their constructors (Linear, Embedding, LayerNorm).
+_INITS = ("normal_", "uniform_", "kaiming_uniform_", "ones_", "zeros_")
+
+
+@contextlib.contextmanager
+def _skeleton() -> Iterator[None]:
+    """Modules built on the meta device (shapes only, no memory) without their random init. On
+    meta tensors the init ops run torch's Python reference kernels, whose first import cost a
+    fresh worker ~5 s before it embedded anything (docs/BENCHMARKS.md, issue 18)."""
+    saved = {name: getattr(nn.init, name) for name in _INITS}
+    for name in _INITS:
+        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        for name, init in saved.items():
+            setattr(nn.init, name, init)
 
 
 def _strip_prefix(key: str) -> str:
@@ -237,7 +258,7 @@ class LeanEncoder(nn.Module):
             spec = _spec(path)
         except _Mismatch as e:
             raise ValueError(f"{path} is not a directory LeanEncoder reproduces: {e}") from None
-        with torch.device("meta"):  # the weights come from the file: skip the random init
+        with _skeleton():  # the weights come from the file: skip the random init
             encoder = cls(spec, Tokenizer.from_file(str(path / "tokenizer.json")))
         state = {_strip_prefix(k): v for k, v in load_file(str(path / "model.safetensors")).items()}
         encoder.bert.load_state_dict(
