@@ -128,9 +128,7 @@ def test_a_fresh_worker_encodes_without_importing_transformers():
             "v = encode_texts(load_sentence_encoder('minilm'), ['a', 'b c'], 'auto'); "
             "print(tuple(v.shape), sorted({'sentence_transformers', 'transformers', 'sklearn', "
             "'torch._dynamo'} & set(sys.modules)), vars(torch.nn.init) == inits)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert out.stdout.strip() == "(2, 384) [] True"
+    assert _fresh_process(code) == "(2, 384) [] True"
 
 
 def test_the_jobs_driver_resolves_the_default_without_importing_torch():
@@ -139,6 +137,11 @@ def test_the_jobs_driver_resolves_the_default_without_importing_torch():
             "from grouprank.encoding import resolve_precision; r = model_ref('default'); "
             "print(r.kind, r.fusion_rule.describe()['rule'], resolve_precision('auto') in "
             "('bf16', 'fp32'), 'torch' in sys.modules)")
+    assert _fresh_process(code) == "group-encoder logistic True False"
+
+
+def _fresh_process(code: str) -> str:
+    """What ``code`` prints in a new Python process that imports the project from this tree."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert out.stdout.strip() == "group-encoder logistic True False"
+    return out.stdout.strip()
