@@ -304,10 +304,32 @@ def test_rerank_job_feeds_an_agreement_reading_head(spark, tmp_path):
     save_head(head, tmp_path / "ckpt")
     rows = [("q1", "solar panels", f"d{i}", f"text {i} about solar", float(10 - i), None)
             for i in range(7)]
-    settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=3, partitions=2)
+    settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=3, partitions=2,
+                              precision="fp32")
     checked, _ = check_candidates(spark.createDataFrame(rows, CANDIDATES), settings.on_duplicates)
     out = rerank(checked, settings, dt.date(2026, 12, 2)).toPandas()
     assert len(out) == 7 and set(out.status) == {"ok"} and out.model_score.between(0, 10).all()
+    # Parity: the head read in-process, from the library's own features (whole-list ranks,
+    # feedback vector, agreement) over the groups the job dealt, gives the job's scores. The
+    # held-out benchmark and the trainer compute their features this way.
+    from grouprank.backends.group_encoder import feedback_vector
+    from grouprank.encoding import embed_in_memory
+
+    frame = out.sort_values("docid").reset_index(drop=True)
+    by_doc = {r[2]: r for r in rows}
+    query = embed_in_memory("minilm", ["solar panels"], precision="fp32")[0]
+    docs = embed_in_memory("minilm", [by_doc[d][3] for d in frame.docid], precision="fp32")
+    ranks = frame.first_stage_rank.to_numpy()
+    context = torch.from_numpy(feedback_vector(query.numpy(), docs.numpy(), ranks, 2))[None]
+    agreement = torch.tensor([first_stage_agreement(ranks, (docs @ query).numpy())])
+    dealt = frame.repeat_groups.str[0].to_numpy()
+    for group in set(dealt):
+        idx = np.flatnonzero(dealt == group)
+        batch = pad_groups(query[None], [docs[idx]], [[by_doc[frame.docid[i]][4] for i in idx]],
+                           [ranks[idx].tolist()])
+        with torch.no_grad():
+            expect = expected_scores(head(*batch, context=context, agreement=agreement))[0]
+        assert frame.model_score.to_numpy()[idx] == pytest.approx(expect.numpy(), abs=1e-4)
     # The groups carry the whole list's agreement (one value per query), not the group's own.
     from grouprank.models import model_ref
     from jobs.embeddings import driver_precision
