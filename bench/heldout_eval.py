@@ -774,17 +774,19 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
         for run in RUNS[held]:
             if lists and f"{held}/{run}" not in lists:
                 continue
-            head, choice = work / "checkpoints" / held / config, None
+            head, choice, repeats = work / "checkpoints" / held / config, None, 1
             if fusion.get("config") == config and held in fusion.get("chosen", {}):
                 # The fold's fusion rule and fallback weight, as the fusion step chose them on
-                # the other collections, written into a copy: the head as it would ship.
+                # the other collections, written into a copy: the head as it would ship; and
+                # the groupings the fusion step averaged it over (--repeats).
                 chosen = fusion["chosen"][held]
-                choice = {**rule_config(chosen["rule"]), "fusion_weight": chosen["fixed_weight"],
-                          "repeats": fusion.get("repeats", 1)}
+                fields = {**rule_config(chosen["rule"]), "fusion_weight": chosen["fixed_weight"]}
+                repeats = fusion.get("repeats", 1)
+                choice = {**fields, "repeats": repeats}
                 copy = work / "heads" / held / config
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.copytree(head, copy)
-                _set_config(copy, **{k: v for k, v in choice.items() if k != "repeats"})
+                _set_config(copy, **fields)
                 head = copy
             for label, model in (("old default", "default"), ("held-out head", str(head))):
                 if (label == "old default") != ("old" in models) and len(models) == 1:
@@ -802,8 +804,7 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
                 summary = rerank_job.run(
                     rerank_job.RerankJob(str(tables / f"{held}-{run}"), output, JOB_DATE,
                                          embedding_store=str(work / "embedding-store")),
-                    # The groupings the fusion step averaged the head over (--repeats).
-                    RerankSettings(model=model, repeats=(fusion_choice or {}).get("repeats", 1)),
+                    RerankSettings(model=model, repeats=repeats if model != "default" else 1),
                 )
                 seconds = time.time() - started
                 metrics = evaluate_job.run(evaluate_job.EvaluateJob(

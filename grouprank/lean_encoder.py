@@ -146,10 +146,18 @@ _INITS = ("normal_", "uniform_", "kaiming_uniform_", "ones_", "zeros_")
 def _skeleton() -> Iterator[None]:
     """Modules built on the meta device (shapes only, no memory) without their random init. On
     meta tensors the init ops run torch's Python reference kernels, whose first import cost a
-    fresh worker ~5 s before it embedded anything (docs/BENCHMARKS.md, issue 18)."""
+    fresh worker ~5 s before it embedded anything (docs/BENCHMARKS.md, issue 18). The init
+    functions are swapped module-wide for the moment, so only meta tensors skip them: a module
+    another thread builds meanwhile on a real device is still initialised."""
     saved = {name: getattr(nn.init, name) for name in _INITS}
-    for name in _INITS:
-        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+
+    def skipped(init):
+        def on_meta_skip(tensor, *args, **kwargs):
+            return tensor if tensor.is_meta else init(tensor, *args, **kwargs)
+        return on_meta_skip
+
+    for name, init in saved.items():
+        setattr(nn.init, name, skipped(init))
     try:
         with torch.device("meta"):
             yield

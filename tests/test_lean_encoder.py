@@ -145,3 +145,12 @@ def _fresh_process(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     return out.stdout.strip()
+
+
+def test_only_meta_tensors_skip_their_init_while_the_skeleton_is_built():
+    from grouprank.lean_encoder import _skeleton
+
+    with _skeleton():
+        real = torch.nn.init.normal_(torch.zeros(64, device="cpu"))
+        meta = torch.nn.init.normal_(torch.empty(64))
+    assert meta.is_meta and not real.is_meta and real.abs().sum() > 0
