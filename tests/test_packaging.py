@@ -63,9 +63,8 @@ open(os.path.join(os.environ["GUARD_MARKS"], str(os.getpid())), "w").close()
 
 
 def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_model_dir, tmp_path):
-    from jobs.session import cached_jars
     from schemas import CANDIDATES
-    from tests.cluster import jvm_archive_conf
+    from tests.cluster import DELTA_CONF, delta_jars, jvm_archive_conf
 
     rows = [(f"q{q}", f"query {q}", f"q{q}-d{i}", f"text {i} of query {q}", float(9 - i), i + 1)
             for q in range(2) for i in range(7)]
@@ -87,11 +86,10 @@ def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_mode
         str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
         # The jars downloaded once, as a cluster without Maven Central passes them (a cluster
         # with it uses --packages, docs/DEPLOYMENT.md section 4); the job adds none itself.
-        "--jars", ",".join(map(str, cached_jars())),
-        "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
-        "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "--conf", "spark.ui.enabled=false",
-        *[arg for key, value in jvm_archive_conf().items() for arg in ("--conf", f"{key}={value}")],
+        *delta_jars(),
+        *[arg for key, value in {**DELTA_CONF, "spark.ui.enabled": "false",
+                                 **jvm_archive_conf()}.items()
+          for arg in ("--conf", f"{key}={value}")],
         # Small-machine settings, as jobs/session.py applies to local sessions it builds itself.
         "--conf", "spark.sql.shuffle.partitions=2",
         "--conf", "spark.databricks.delta.snapshotPartitions=2",
