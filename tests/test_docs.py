@@ -19,6 +19,8 @@ EXTERNAL_FLAGS = {
     "--properties-file", "--jars", "--wheel", "--params", "--check",
     # unshare, in the standalone-cluster section of DEPLOYMENT.md.
     "--mount", "--class",
+    # uv pip install, in DEPLOYMENT.md's packed venv.
+    "--compile-bytecode",
 }
 # "grouprank JOB" or "jobs/JOB.py", then the rest of the command (to a closing backtick, a
 # table cell's end, a shell comment, or the next command).
