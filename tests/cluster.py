@@ -33,19 +33,25 @@ SPARK_HOME = Path(pyspark.__file__).parent
 LOOPBACK = "127.0.0.1"
 
 
-def delta_jars() -> list[str]:
-    """spark-submit's ``--jars`` with the Delta jars ``grouprank setup`` downloaded once (as a
-    cluster without Maven Central passes them, docs/DEPLOYMENT.md section 4): no submit runs Ivy,
-    which cost each one seconds of resolving (docs/BENCHMARKS.md, issue 18)."""
-    from jobs.session import cached_jars
-
-    return ["--jars", ",".join(map(str, cached_jars()))]
-
-
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+
+
+def delta_submit_args(conf: dict[str, str]) -> list[str]:
+    """spark-submit's ``--jars`` with the Delta jars ``grouprank setup`` downloaded once (as a
+    cluster without Maven Central passes them, docs/DEPLOYMENT.md section 4: no submit runs Ivy,
+    which cost each one seconds of resolving, docs/BENCHMARKS.md issue 18), then a ``--conf``
+    for Delta's extension and catalog and for each of ``conf``."""
+    from jobs.session import cached_jars
+
+    args = ["--jars", ",".join(map(str, cached_jars()))]
+    for key, value in {**DELTA_CONF, **conf}.items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
 EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 _STARTUP_SECONDS = 120
 
@@ -68,11 +74,8 @@ class Cluster:
     def submit_command(self, conf: dict[str, str]) -> list[str]:
         """``spark-submit`` in client mode to this master, with Delta Lake and ``conf``, as
         docs/DEPLOYMENT.md writes it; the caller adds --py-files, the script and its flags."""
-        command = [spark_submit(), "--master", self.master_url, "--deploy-mode", "client",
-                   *delta_jars()]
-        for key, value in {**DELTA_CONF, **jvm_archive_conf(), **conf}.items():
-            command += ["--conf", f"{key}={value}"]
-        return command
+        return [spark_submit(), "--master", self.master_url, "--deploy-mode", "client",
+                *delta_submit_args({**jvm_archive_conf(), **conf})]
 
     def executors(self) -> set[int]:
         """Process ids of the executor JVMs running now (children of the workers)."""
@@ -278,12 +281,11 @@ def standalone_cluster() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
     """A Spark Connect server, local[2], with Delta Lake configured on the server only: its
-    extension and catalog as server conf, its jars resolved from the local Ivy cache."""
+    extension and catalog as server conf, its jars from the jar cache (``delta_submit_args``)."""
     base = tmp_path_factory.mktemp("connect-server")
     port = _free_port()
     connect_jar = next((SPARK_HOME / "jars").glob("spark-connect_*.jar"))
     conf = {
-        **DELTA_CONF,
         "spark.connect.grpc.binding.address": LOOPBACK,
         "spark.connect.grpc.binding.port": str(port),
         "spark.sql.warehouse.dir": str(base / "warehouse"),
@@ -297,10 +299,7 @@ def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
     }
     command = [spark_submit(), "--master", "local[2]",
                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-               *delta_jars()]
-    for key, value in conf.items():
-        command += ["--conf", f"{key}={value}"]
-    command.append(str(connect_jar))
+               *delta_submit_args(conf), str(connect_jar)]
     log = base / "server.log"
     # The server's Python workers import the project from the venv (its editable install).
     proc = _start(command, log, spark_env())

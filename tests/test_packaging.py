@@ -64,7 +64,7 @@ open(os.path.join(os.environ["GUARD_MARKS"], str(os.getpid())), "w").close()
 
 def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_model_dir, tmp_path):
     from schemas import CANDIDATES
-    from tests.cluster import DELTA_CONF, delta_jars, jvm_archive_conf
+    from tests.cluster import delta_submit_args, jvm_archive_conf
 
     rows = [(f"q{q}", f"query {q}", f"q{q}-d{i}", f"text {i} of query {q}", float(9 - i), i + 1)
             for q in range(2) for i in range(7)]
@@ -86,13 +86,11 @@ def test_spark_submit_runs_the_rerank_job_from_the_wheel(spark, wheel, tiny_mode
         str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
         # The jars downloaded once, as a cluster without Maven Central passes them (a cluster
         # with it uses --packages, docs/DEPLOYMENT.md section 4); the job adds none itself.
-        *delta_jars(),
-        *[arg for key, value in {**DELTA_CONF, "spark.ui.enabled": "false",
-                                 **jvm_archive_conf()}.items()
-          for arg in ("--conf", f"{key}={value}")],
-        # Small-machine settings, as jobs/session.py applies to local sessions it builds itself.
-        "--conf", "spark.sql.shuffle.partitions=2",
-        "--conf", "spark.databricks.delta.snapshotPartitions=2",
+        *delta_submit_args({
+            "spark.ui.enabled": "false", **jvm_archive_conf(),
+            # Small-machine settings, as jobs/session.py applies to local sessions it builds.
+            "spark.sql.shuffle.partitions": "2", "spark.databricks.delta.snapshotPartitions": "2",
+        }),
         "--py-files", str(archive),
         str(entry),
         "--candidates", str(candidates), "--output", str(output), "--run-date", "2026-11-27",
