@@ -390,25 +390,28 @@ def fuse_and_rank(
 
 
 def scoring_diagnostics(scored: DataFrame) -> dict:
-    """Groups, tokens and per-worker model loads and peak memory of a scoring pass (an action)."""
+    """Groups, tokens and per-worker model loads and peak memory of a scoring pass (one action:
+    per group, then per worker; groups taken from a score cache ran on no worker, pid 0)."""
     per_group = scored.groupBy("qid", "repeat", "group").agg(
         F.first("prompt_tokens").alias("prompt_tokens"),
         F.first("generated_tokens").alias("generated_tokens"),
+        F.first("worker_pid").alias("pid"),
+        F.max("worker_model_loads").alias("loads"),
+        F.max("worker_peak_rss_mb").alias("rss"),
     )
-    totals = per_group.agg(
+    rows = per_group.groupBy("pid").agg(
         F.count(F.lit(1)).alias("groups"),
         F.sum("prompt_tokens").alias("prompt_tokens"),
         F.sum("generated_tokens").alias("generated_tokens"),
-    ).first()
-    # Groups taken from a score cache ran on no worker (pid 0).
-    workers = scored.where(F.col("worker_pid") > 0).groupBy("worker_pid").agg(
-        F.max("worker_model_loads").alias("loads"), F.max("worker_peak_rss_mb").alias("rss")
+        F.max("loads").alias("loads"),
+        F.max("rss").alias("rss"),
     ).collect()
-    loads = {r["worker_pid"]: r["loads"] for r in workers}
+    workers = [r for r in rows if r["pid"] > 0]
+    loads = {r["pid"]: r["loads"] for r in workers}
     return {
-        "groups": totals["groups"],
-        "prompt_tokens": totals["prompt_tokens"] or 0,
-        "generated_tokens": totals["generated_tokens"] or 0,
+        "groups": sum(r["groups"] for r in rows),
+        "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in rows),
+        "generated_tokens": sum(r["generated_tokens"] or 0 for r in rows),
         "python_workers": len(workers),
         "model_loads_per_worker": sorted(loads.values()),
         "model_loads_by_worker": loads,
