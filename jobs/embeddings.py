@@ -25,14 +25,22 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from grouprank.encoding import resolve_precision
 from grouprank.models import ModelRef
 from grouprank.settings import RerankSettings
 from jobs.tables import insert_new_rows, read_table_if_exists
-from schemas.embeddings import EMBEDDING_STORE, EMBEDDINGS, STORE_KEY, validate_store
+from schemas.embeddings import (
+    CONTEXT_INPUT,
+    EMBEDDING_STORE,
+    EMBEDDINGS,
+    QUERY_CONTEXT,
+    STORE_KEY,
+    validate_store,
+)
+from udfs.context import query_context_udf
 from udfs.embedding import embed_texts_udf
 
 log = logging.getLogger(__name__)
@@ -106,54 +114,25 @@ def attach_embeddings(scoreable: DataFrame, vectors: DataFrame) -> DataFrame:
     )
 
 
-def attach_feedback(embedded: DataFrame, top: int) -> DataFrame:
-    """Adds each row's ``context_vector``: its query's feedback vector over the whole list.
-
-    The same vector as ``grouprank.backends.group_encoder.feedback_vector``: the normalised mean
-    of the (normalised) vectors of the query's ``top`` documents ordered by
-    ``-log(first_stage_rank) - log(cosine rank)`` (as the product of the ranks, which is exact),
-    ties by first-stage rank then docid. Rows need ``vector``, ``query_vector`` and
-    ``first_stage_rank``.
-    """
-    by_query = Window.partitionBy("qid")
-    ranked = _with_cosine_rank(embedded)
-    product = F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("long") * F.col("_cos_rank")
-    chosen = ranked.withColumn("_product", product).withColumn("_pos", F.row_number().over(
-        by_query.orderBy("_product", "first_stage_rank", "docid")
-    )).where(F.col("_pos") <= top)
-    summed = chosen.select("qid", F.posexplode(_unit("vector")).alias("_dim", "_value")).groupBy(
-        "qid", "_dim"
-    ).agg(F.avg("_value").alias("_value"))
-    means = summed.groupBy("qid").agg(
-        F.transform(F.sort_array(F.collect_list(F.struct("_dim", "_value"))),
-                    lambda m: m["_value"]).alias("_mean")
-    )
-    contexts = means.select(
-        "qid", F.transform(_unit("_mean"), lambda x: x.cast("float")).alias("context_vector")
-    )
-    return embedded.join(contexts, "qid")
+def attach_context(embedded: DataFrame, feedback_top: int, agreement: bool) -> DataFrame:
+    """Adds what the model reads off each row's whole query list: ``context_vector`` (its
+    feedback vector, for ``feedback_top`` > 0) and ``first_stage_agreement`` (if ``agreement``),
+    as ``query_contexts`` gives them. Rows need ``vector``, ``query_vector`` and
+    ``first_stage_rank``."""
+    wanted = (["context_vector"] if feedback_top else []) + (
+        ["first_stage_agreement"] if agreement else [])
+    if not wanted:
+        return embedded
+    return embedded.join(query_contexts(embedded, feedback_top).select("qid", *wanted), "qid")
 
 
-def attach_agreement(embedded: DataFrame) -> DataFrame:
-    """Adds each row's ``first_stage_agreement``: how far its query's first stage agrees with
-    the encoder over the whole list (``query_agreements``). Rows need ``vector``,
-    ``query_vector`` and ``first_stage_rank``."""
-    return embedded.join(query_agreements(embedded), "qid")
-
-
-def query_agreements(embedded: DataFrame) -> DataFrame:
-    """``(qid, first_stage_agreement)``: the Pearson correlation of log first-stage rank and log
-    cosine rank over each query's list (cosine ties by first-stage rank, then docid). The same
-    value as ``grouprank.backends.group_encoder.first_stage_agreement``; null where it is
-    undefined (fewer than 3 documents, or one side constant)."""
-    return _with_cosine_rank(embedded).groupBy("qid").agg(
-        F.corr(F.log(F.greatest(F.col("first_stage_rank"), F.lit(1)).cast("double")),
-               F.log(F.col("_cos_rank").cast("double"))).alias("_corr"),
-        F.count(F.lit(1)).alias("_n"),
-    ).select(
-        "qid",
-        F.when((F.col("_n") >= 3) & ~F.isnan("_corr"), F.col("_corr")).alias(
-            "first_stage_agreement"),
+def query_contexts(embedded: DataFrame, feedback_top: int = 0) -> DataFrame:
+    """``QUERY_CONTEXT`` rows, one per query of ``embedded``: its first-stage agreement with the
+    encoder over its whole list and, for ``feedback_top`` > 0, its feedback vector over its
+    ``feedback_top`` best documents, both by ``grouprank.list_context`` (the numbers training
+    uses), in one grouped pandas UDF (ties by first-stage rank, then docid)."""
+    return embedded.select(*CONTEXT_INPUT.fieldNames()).groupBy("qid").applyInPandas(
+        query_context_udf(feedback_top), QUERY_CONTEXT
     )
 
 
@@ -161,34 +140,11 @@ def table_agreement(scoreable: DataFrame, vectors: DataFrame) -> tuple[float | N
     """The mean ``first_stage_agreement`` over the queries of ``scoreable`` (rows sent to the
     model) where it is defined, and how many those are; ``(None, 0)`` if none. One Spark job
     over the vectors already computed for scoring (``grouprank.fusion``)."""
-    row = query_agreements(attach_embeddings(scoreable, vectors)).agg(
+    row = query_contexts(attach_embeddings(scoreable, vectors)).agg(
         F.avg("first_stage_agreement").alias("mean"),
         F.count("first_stage_agreement").alias("queries"),
     ).first()  # a global aggregate: always one row
     return (None if row["mean"] is None else float(row["mean"])), int(row["queries"])
-
-
-def _with_cosine_rank(embedded: DataFrame) -> DataFrame:
-    """The rows' ``qid``, ``docid``, ``first_stage_rank``, ``vector`` and ``query_vector``, with
-    each document's cosine ``_cos`` and its 1-based rank by it within the query, ``_cos_rank``
-    (ties by first-stage rank, then docid)."""
-    cosine = _array_sum(F.zip_with("vector", "query_vector", lambda d, q: d * q))
-    return embedded.select(
-        "qid", "docid", "first_stage_rank", "vector", "query_vector", cosine.alias("_cos")
-    ).withColumn("_cos_rank", F.row_number().over(
-        Window.partitionBy("qid").orderBy(F.col("_cos").desc(), "first_stage_rank", "docid")
-    ))
-
-
-def _array_sum(values) -> F.Column:
-    """The sum of a numeric array column, in double."""
-    return F.aggregate(values, F.lit(0.0).cast("double"), lambda acc, x: acc + x)
-
-
-def _unit(vector: str) -> F.Column:
-    """``vector`` divided by its Euclidean length (kept as is when the length is ~0)."""
-    length = F.sqrt(_array_sum(F.transform(vector, lambda x: x * x)))
-    return F.transform(vector, lambda x: x / F.greatest(length, F.lit(1e-12)))
 
 
 def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:

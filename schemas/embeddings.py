@@ -30,6 +30,30 @@ EMBEDDINGS = T.StructType(
     ]
 )
 
+# What the query-context UDF reads, grouped by qid: each scoreable row's first-stage rank and
+# vectors (``jobs.embeddings.attach_embeddings``).
+CONTEXT_INPUT = T.StructType(
+    [
+        T.StructField("qid", T.StringType(), False),
+        T.StructField("docid", T.StringType(), False),
+        T.StructField("first_stage_rank", T.IntegerType(), True),
+        T.StructField("vector", T.ArrayType(T.FloatType(), False), False),
+        T.StructField("query_vector", T.ArrayType(T.FloatType(), False), False),
+    ]
+)
+
+# What it returns: one row per query, read off its whole list (``grouprank.list_context``).
+QUERY_CONTEXT = T.StructType(
+    [
+        T.StructField("qid", T.StringType(), False),
+        # Pearson correlation of log first-stage and log cosine ranks; null where undefined
+        # (fewer than 3 documents, or one side constant).
+        T.StructField("first_stage_agreement", T.DoubleType(), True),
+        # The feedback vector (models with a feedback_top only; else null).
+        T.StructField("context_vector", T.ArrayType(T.FloatType(), False), True),
+    ]
+)
+
 # The embedding store (--embedding-store).
 EMBEDDING_STORE = T.StructType(
     [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pyspark.sql import functions as F
 from scipy.stats import kendalltau
 
 from grouprank.backends.group_encoder import load_sentence_encoder
@@ -154,9 +155,10 @@ def test_the_store_needs_a_model_that_embeds_texts(spark, tmp_path, tiny_model_d
 
 
 def test_the_jobs_feedback_vector_is_the_models(spark):
-    """``attach_feedback`` (SQL over the whole list) gives ``feedback_vector`` (numpy) per query."""
+    """``attach_context`` (one grouped UDF over the whole list) gives ``feedback_vector`` (what
+    the model computes in training) per query, whatever order the rows come in."""
     from grouprank.backends.group_encoder import feedback_vector
-    from jobs.embeddings import attach_feedback
+    from jobs.embeddings import attach_context
 
     rng = np.random.default_rng(3)
     rows, expected = [], {}
@@ -172,17 +174,18 @@ def test_the_jobs_feedback_vector_is_the_models(spark):
         rows, "qid string, docid string, first_stage_rank int, vector array<float>, "
         "query_vector array<float>",
     )
-    got = attach_feedback(frame, 3).select("qid", "context_vector").distinct().collect()
+    got = attach_context(frame.orderBy(F.rand(1)), 3, False).select(
+        "qid", "context_vector").distinct().collect()
     assert sorted(r["qid"] for r in got) == ["q1", "q2"]
     for row in got:
         assert np.allclose(row["context_vector"], expected[row["qid"]], atol=1e-5)
 
 
 def test_the_jobs_first_stage_agreement_is_the_models(spark):
-    """``attach_agreement`` (SQL over the whole list) gives ``first_stage_agreement`` (numpy)
-    per query, and null for a query too short to have one."""
+    """``attach_context`` gives ``first_stage_agreement`` (numpy) per query, and null for a
+    query too short to have one."""
     from grouprank.backends.group_encoder import first_stage_agreement
-    from jobs.embeddings import attach_agreement
+    from jobs.embeddings import attach_context
 
     rng = np.random.default_rng(4)
     rows, expected = [], {}
@@ -199,7 +202,8 @@ def test_the_jobs_first_stage_agreement_is_the_models(spark):
         "query_vector array<float>",
     )
     got = {r["qid"]: r["first_stage_agreement"] for r in
-           attach_agreement(frame).select("qid", "first_stage_agreement").distinct().collect()}
+           attach_context(frame.orderBy(F.rand(2)), 0, True).select(
+               "qid", "first_stage_agreement").distinct().collect()}
     assert got["short"] is None and np.isnan(expected["short"])
     assert got["q1"] == pytest.approx(expected["q1"], abs=1e-9)
     assert got["q2"] == pytest.approx(expected["q2"], abs=1e-9) and got["q1"] != got["q2"]

@@ -36,6 +36,11 @@ from grouprank.backends.group_config import (  # noqa: F401 (re-exported)
     is_group_encoder_dir,
     load_config,
 )
+from grouprank.list_context import (  # noqa: F401 (re-exported)
+    feedback_order,
+    feedback_vector,
+    first_stage_agreement,
+)
 from grouprank.parsing import OK
 
 NUM_LEVELS = 11  # integer scores 0..10
@@ -128,54 +133,6 @@ def feature_count(config: GroupEncoderConfig) -> int:
         + (_CONTEXT_FEATURES if config.context_top else 0)
         + (_AGREEMENT_FEATURES if config.agreement_feature else 0)
     )
-
-
-def feedback_order(ranks: np.ndarray, cosines: np.ndarray) -> np.ndarray:
-    """Positions of a query's documents, best first, by ``-log(rank) - log(cosine rank)``
-    (first-stage rank and cosine rank fused as the synthesis fuses its teachers with beta 0.5),
-    computed exactly as the product of the two ranks; ties by first-stage rank, then position.
-    The reranking job orders the same way in SQL (``jobs.embeddings.attach_feedback``)."""
-    ranks = np.maximum(np.asarray(ranks, dtype=np.int64), 1)
-    position = np.arange(len(cosines))
-    return np.lexsort((position, ranks, ranks * _cosine_ranks(ranks, cosines)))
-
-
-def _cosine_ranks(ranks: np.ndarray, cosines: np.ndarray) -> np.ndarray:
-    """1-based ranks by cosine, highest first; ties by first-stage rank, then position."""
-    position = np.arange(len(cosines))
-    cos_rank = np.empty(len(cosines), dtype=np.int64)
-    cos_rank[np.lexsort((position, ranks, -np.asarray(cosines)))] = position + 1
-    return cos_rank
-
-
-def first_stage_agreement(ranks: np.ndarray, cosines: np.ndarray) -> float:
-    """How far a query's first stage agrees with the encoder over its documents: the Pearson
-    correlation of log first-stage rank and log cosine rank (cosine ties by first-stage rank,
-    then position, as ``feedback_order``); NaN for fewer than 3 documents or a constant side.
-
-    Example:
-        >>> round(first_stage_agreement(np.array([1, 2, 3]), np.array([0.9, 0.5, 0.1])), 3)
-        1.0
-    """
-    ranks = np.maximum(np.asarray(ranks, dtype=np.int64), 1)
-    if len(ranks) < 3:
-        return float("nan")
-    a, b = np.log(ranks), np.log(_cosine_ranks(ranks, cosines))
-    if a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def feedback_vector(
-    query: np.ndarray, docs: np.ndarray, ranks: np.ndarray, top: int
-) -> np.ndarray:
-    """The query's feedback vector: the normalised mean of the normalised embeddings of its
-    ``top`` best documents by ``feedback_order`` (``docs`` (N, E), ``ranks`` (N,) 1-based)."""
-    docs = docs / np.maximum(np.linalg.norm(docs, axis=-1, keepdims=True), 1e-12)
-    q = query / max(float(np.linalg.norm(query)), 1e-12)
-    chosen = feedback_order(ranks, docs @ q)[:top]
-    mean = docs[chosen].mean(0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
 def context_features(

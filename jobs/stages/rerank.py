@@ -277,17 +277,14 @@ def group_candidates(
     document and query text is embedded once in its own stage (or taken from ``vectors``, e.g.
     read from an embedding store) and the groups carry the vectors to the scoring UDF.
     """
-    from jobs.embeddings import attach_agreement, attach_embeddings, attach_feedback
+    from jobs.embeddings import attach_context, attach_embeddings
 
     scoreable = _scoreable(prepared)
     if ref.precomputed_embeddings:
         if vectors is None:
             vectors = _embed_once(scoreable, settings, ref, partitions)
-        scoreable = attach_embeddings(scoreable, vectors)
-        if ref.encoder.feedback_top:
-            scoreable = attach_feedback(scoreable, ref.encoder.feedback_top)
-        if ref.encoder.agreement:
-            scoreable = attach_agreement(scoreable)
+        scoreable = attach_context(attach_embeddings(scoreable, vectors),
+                                   ref.encoder.feedback_top, ref.encoder.agreement)
     return build_groups(scoreable, settings)
 
 
