@@ -42,6 +42,16 @@ def stage(spark: SparkSession, description: str) -> Iterator[None]:
         log.info("%s: done in %.1f s", description, time.monotonic() - started)
 
 
+@contextmanager
+def describe_jobs(spark: SparkSession, description: str) -> Iterator[None]:
+    """``stage`` without its log lines: for background work that is not a step of the job."""
+    restore = _describe(spark, description)
+    try:
+        yield
+    finally:
+        restore()
+
+
 def _describe(spark: SparkSession, description: str):
     """Sets the description (classic) or a tag (Connect); returns the call that undoes it."""
     try:

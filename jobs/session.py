@@ -154,7 +154,24 @@ def get_session(
     settings[key] = " ".join(filter(None, [java_options, overrides.get(key, existing.get(key, ""))]))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    global _BUILT_LOCAL
+    _BUILT_LOCAL = builder.getOrCreate()
+    return _BUILT_LOCAL
+
+
+# The local session this process built (get_session) while no job has run in it yet: its JVM
+# and Python workers are new, so that first job may warm a worker while it validates its input.
+_BUILT_LOCAL: SparkSession | None = None
+
+
+def first_job_in_new_local_session(spark: SparkSession) -> bool:
+    """True once: for the first job to ask in a local-mode session this process built (new JVM,
+    no Python worker yet); False for a session it was handed (a notebook's, spark-submit's,
+    Connect) and for every later job."""
+    global _BUILT_LOCAL
+    fresh = spark is _BUILT_LOCAL and spark.sparkContext.master.startswith("local")
+    _BUILT_LOCAL = None
+    return fresh
 
 
 def jvm_archive() -> Path:

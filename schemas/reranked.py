@@ -50,6 +50,9 @@ GROUP_SCORES = T.StructType(
     ]
 )
 
+# What the warm-up job returns (jobs.warmup): the models the worker has loaded so far.
+WORKER_WARM_UP = T.StructType([T.StructField("loads", T.IntegerType(), False)])
+
 # The job's output, partitioned by run_date; exactly one row per input candidate.
 RERANKED = T.StructType(
     [

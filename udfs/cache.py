@@ -83,3 +83,25 @@ def task_device() -> str:
     cpus = context.cpus() if context is not None else os.cpu_count() or 1
     torch.set_num_threads(max(1, cpus))
     return "cpu"
+
+
+def warm_model_udf(settings, ref) -> Callable:
+    """Builds the ``mapInPandas`` function that loads ``ref`` into this worker's cache under
+    the key its embedding or scoring UDF uses, and returns one ``WORKER_WARM_UP`` row."""
+
+    def warm(batches):
+        import pandas as pd
+
+        for _ in batches:
+            pass
+        if ref.precomputed_embeddings:
+            from udfs.embedding import text_encoder
+
+            text_encoder(settings, ref, task_device())
+        else:
+            from udfs.scoring import get_scorer
+
+            get_scorer(settings, ref, task_device())
+        yield pd.DataFrame({"loads": [loads()]})
+
+    return warm

@@ -35,13 +35,13 @@ def embed_texts_udf(
             if batch.empty:
                 continue
             if encode is None:
-                encode = _text_encoder(settings, ref, task_device())
+                encode = text_encoder(settings, ref, task_device())
             yield _embed_batch(encode, batch)
 
     return embed
 
 
-def _text_encoder(settings: RerankSettings, ref: ModelRef, device: str):
+def text_encoder(settings: RerankSettings, ref: ModelRef, device: str):
     """``texts -> vectors`` on the weights this worker has cached for ``ref``."""
     if ref.kind != SENTENCE_ENCODER:
         from udfs.scoring import get_scorer

@@ -16,10 +16,13 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import DataFrame
 
+from grouprank.models import model_ref
 from grouprank.settings import RerankSettings
 from jobs.configs import DemoJob, RerankJob
 from jobs.progress import stage
-from jobs.session import get_session
+from jobs.embeddings import driver_precision
+from jobs.session import first_job_in_new_local_session, get_session
+from jobs.warmup import warm_a_worker
 from jobs.stages import rerank
 from jobs.stages.ingest import table_refs
 from jobs.tables import read_table, spark_path, write_delta
@@ -92,11 +95,14 @@ def run(job: DemoJob) -> dict:
     # One short job in a JVM that exits after it: the JIT's first tier is enough (jobs/session.py).
     os.environ.setdefault("GROUPRANK_QUICK_JIT", "1")
     spark = get_session("grouprank-demo")
+    settings = RerankSettings()
+    if first_job_in_new_local_session(spark):  # as the reranking job would, but sooner
+        warm_a_worker(spark, driver_precision(settings, spark), model_ref(settings.model))
     candidates, output = str(workdir / "candidates"), str(workdir / "reranked")
     with stage(spark, f"demo: writing the sample to {candidates}"):
         write_sample(spark, candidates)
     run_date = dt.date.today().isoformat()
-    summary = rerank.run(RerankJob(candidates, output, run_date), RerankSettings())
+    summary = rerank.run(RerankJob(candidates, output, run_date), settings)
     reranked = read_table(spark, output).where(f"run_date = DATE'{run_date}'")
     texts = read_table(spark, candidates).select("qid", "docid", "query", "text")
     top = (
