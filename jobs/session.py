@@ -169,7 +169,7 @@ def first_job_in_new_local_session(spark: SparkSession) -> bool:
     no Python worker yet); False for a session it was handed (a notebook's, spark-submit's,
     Connect) and for every later job."""
     global _BUILT_LOCAL
-    fresh = spark is _BUILT_LOCAL and spark.sparkContext.master.startswith("local")
+    fresh = spark is _BUILT_LOCAL and spark.conf.get("spark.master", "").startswith("local")
     _BUILT_LOCAL = None
     return fresh
 
