@@ -26,7 +26,8 @@ from pathlib import Path
 
 TOPICS = ["solar panels on roofs", "training a neural network", "baking sourdough bread",
           "the history of rome", "electric car batteries"]
-WORDS = "energy model bread empire battery cell layer oven senate charge solar roof rome car".split()
+WORDS = ("energy model bread empire battery cell layer oven senate charge solar roof rome "
+         "car").split()
 
 
 def rows(queries: int, docs: int) -> list[tuple]:

@@ -41,3 +41,12 @@ def test_only_the_first_job_of_a_local_session_built_here_warms(spark, monkeypat
     monkeypatch.setattr(session_module, "_BUILT_LOCAL", spark)
     assert first_job_in_new_local_session(spark)
     assert not first_job_in_new_local_session(spark)  # the next job finds workers started
+
+
+def test_the_job_waits_for_the_warm_up_before_its_model_stages(spark):
+    from jobs import warmup
+
+    thread = warmup.warm_a_worker(spark, RerankSettings(precision="fp32"), model_ref("default"))
+    warmup.wait_for_warm_worker()
+    assert not thread.is_alive() and warmup._PENDING is None
+    warmup.wait_for_warm_worker()  # nothing pending: returns at once

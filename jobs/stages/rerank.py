@@ -56,7 +56,7 @@ from jobs.tables import (
     read_table,
     write_run_date_partition,
 )
-from jobs.warmup import warm_a_worker
+from jobs.warmup import wait_for_warm_worker, warm_a_worker
 from schemas.reranked import GROUP_SCORES, RERANKED
 from udfs.scoring import score_groups_udf
 
@@ -474,6 +474,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         check_empty_allowed(spark, job.output, run_date, job.allow_empty, "--candidates")
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
     settings = driver_precision(settings, spark)
+    wait_for_warm_worker()
     # Found once (over Spark Connect that is a query to the server): a small table is embedded
     # and scored in one task, so one worker loads the model, not one per core.
     partitions = settings.partitions or model_partitions(spark, report.rows)
