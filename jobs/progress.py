@@ -34,11 +34,10 @@ def stage(spark: SparkSession, description: str) -> Iterator[None]:
     """
     started = time.monotonic()
     log.info("%s", description)
-    restore = _describe(spark, description)
     try:
-        yield
+        with describe_jobs(spark, description):
+            yield
     finally:
-        restore()
         log.info("%s: done in %.1f s", description, time.monotonic() - started)
 
 
