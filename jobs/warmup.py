@@ -20,7 +20,9 @@ from pyspark.sql import SparkSession
 
 from grouprank.models import ModelRef
 from grouprank.settings import RerankSettings
+from jobs.embeddings import driver_precision
 from jobs.progress import describe_jobs
+from jobs.session import first_job_in_new_local_session
 from schemas.reranked import WORKER_WARM_UP
 from udfs.cache import warm_model_udf
 
@@ -50,6 +52,13 @@ def warm_a_worker(
     thread.start()
     _PENDING = thread
     return thread
+
+
+def warm_if_new_session(spark: SparkSession, settings: RerankSettings, ref: ModelRef) -> None:
+    """``warm_a_worker`` at the precision the job will use, for the first job of a new local
+    session only (``jobs.session.first_job_in_new_local_session``); otherwise nothing."""
+    if first_job_in_new_local_session(spark):
+        warm_a_worker(spark, driver_precision(settings, spark), ref)
 
 
 def wait_for_warm_worker() -> None:

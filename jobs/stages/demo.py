@@ -20,9 +20,8 @@ from grouprank.models import model_ref
 from grouprank.settings import RerankSettings
 from jobs.configs import DemoJob, RerankJob
 from jobs.progress import stage
-from jobs.embeddings import driver_precision
-from jobs.session import first_job_in_new_local_session, get_session
-from jobs.warmup import warm_a_worker
+from jobs.session import get_session
+from jobs.warmup import warm_if_new_session
 from jobs.stages import rerank
 from jobs.stages.ingest import table_refs
 from jobs.tables import read_table, spark_path, write_delta
@@ -96,8 +95,7 @@ def run(job: DemoJob) -> dict:
     os.environ.setdefault("GROUPRANK_QUICK_JIT", "1")
     spark = get_session("grouprank-demo")
     settings = RerankSettings()
-    if first_job_in_new_local_session(spark):  # as the reranking job would, but sooner
-        warm_a_worker(spark, driver_precision(settings, spark), model_ref(settings.model))
+    warm_if_new_session(spark, settings, model_ref(settings.model))  # as rerank would, sooner
     candidates, output = str(workdir / "candidates"), str(workdir / "reranked")
     with stage(spark, f"demo: writing the sample to {candidates}"):
         write_sample(spark, candidates)

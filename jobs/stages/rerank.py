@@ -43,12 +43,7 @@ from jobs.embeddings import (
 from jobs.entry import Refused
 from jobs.progress import stage
 from jobs.score_cache import check_score_cache, score_with_cache
-from jobs.session import (
-    default_parallelism,
-    first_job_in_new_local_session,
-    get_session,
-    model_partitions,
-)
+from jobs.session import default_parallelism, get_session, model_partitions
 from jobs.tables import (
     check_empty_allowed,
     check_table_ref,
@@ -56,7 +51,7 @@ from jobs.tables import (
     read_table,
     write_run_date_partition,
 )
-from jobs.warmup import wait_for_warm_worker, warm_a_worker
+from jobs.warmup import wait_for_warm_worker, warm_if_new_session
 from schemas.reranked import GROUP_SCORES, RERANKED
 from udfs.scoring import score_groups_udf
 
@@ -464,9 +459,8 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     ref = _checked_model(job, settings)
     run_date = parse_run_date(job.run_date)
     spark = get_session("grouprank-rerank")
-    if first_job_in_new_local_session(spark):
-        # A new JVM has no Python worker yet: load the model in one while the input is checked.
-        warm_a_worker(spark, driver_precision(settings, spark), ref)
+    # A new JVM has no Python worker yet: load the model in one while the input is checked.
+    warm_if_new_session(spark, settings, ref)
     candidates, report = check_candidates(
         read_table(spark, job.candidates, "--candidates"), settings.on_duplicates
     )
