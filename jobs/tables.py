@@ -240,17 +240,37 @@ def delta_table(spark: SparkSession, ref: str):
     return DeltaTable.forName(spark, ref)
 
 
+def delta_table_exists(spark: SparkSession, ref: str) -> bool:
+    """True when ``ref`` (path or name) is a Delta table with at least one commit."""
+    from delta.tables import DeltaTable
+
+    if is_path(ref):
+        return DeltaTable.isDeltaTable(spark, spark_path(ref))
+    return spark.catalog.tableExists(ref)
+
+
 def create_delta_table(
     spark: SparkSession, ref: str, schema: StructType, properties: dict[str, str] | None = None
 ) -> None:
-    """Creates the Delta table ``ref`` (path or name) with ``schema`` unless it exists."""
+    """Creates the Delta table ``ref`` (path or name) with ``schema`` unless it exists.
+
+    Two jobs creating the same table at once race: the loser's create can fail in several ways
+    (a protocol or metadata conflict, or a location that is "not empty and not a Delta table"
+    because the winner's log folder appeared between its check and its commit). Whatever the
+    error, if the table exists afterwards the other job made it, and that is what was wanted.
+    """
     from delta.tables import DeltaTable
 
     builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
     builder = builder.location(spark_path(ref)) if is_path(ref) else builder.tableName(ref)
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)
-    builder.execute()
+    try:
+        builder.execute()
+    except Exception as err:
+        if not delta_table_exists(spark, ref):
+            raise
+        log.info("%s was created by a concurrent job (%s)", ref, type(err).__name__)
 
 
 # A concurrent commit to the same table is retried this many times in all.

@@ -7,7 +7,9 @@ import threading
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from jobs.tables import insert_new_rows, read_table_if_exists
+import pytest
+
+from jobs.tables import create_delta_table, insert_new_rows, read_table_if_exists
 
 SCHEMA = StructType([StructField("key", StringType(), False),
                      StructField("value", LongType(), False)])
@@ -33,7 +35,9 @@ def _two_writers_at_once(spark, ref: str, first: range, second: range) -> list[i
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
-    assert not errors, f"a writer failed: {errors!r}"
+    # str(): a captured JVM exception's repr is only its class name.
+    assert not errors, "a writer failed: " + "; ".join(
+        f"{type(e).__name__}: {str(e)[:300]}" for e in errors)
     return results
 
 
@@ -50,3 +54,30 @@ def test_two_writers_at_once_leave_each_key_once(spark, tmp_path):
     assert table.count() == 170
     assert table.groupBy("key").count().where(F.col("count") > 1).count() == 0
     assert sorted(r.value for r in table.collect()) == list(range(170))
+
+
+def test_a_create_lost_to_a_concurrent_job_goes_on_and_any_other_failure_is_raised(
+    spark, tmp_path, monkeypatch
+):
+    """The race the two writers above can hit, made certain: the other job's create lands
+    between this job's check and its commit, so this one's fails; the table exists, so the job
+    goes on. A create that fails with no table left behind is still an error."""
+    from delta.tables import DeltaTableBuilder
+
+    real = DeltaTableBuilder.execute
+
+    def lose_the_race(builder):
+        real(builder)  # the other job's identical create commits first
+        raise RuntimeError("location is not empty and is not a Delta table")
+
+    ref = str(tmp_path / "raced")
+    monkeypatch.setattr(DeltaTableBuilder, "execute", lose_the_race)
+    create_delta_table(spark, ref, SCHEMA)
+    assert spark.read.format("delta").load(ref).schema == SCHEMA
+
+    def fail(builder):
+        raise RuntimeError("the storage refused the write")
+
+    monkeypatch.setattr(DeltaTableBuilder, "execute", fail)
+    with pytest.raises(RuntimeError, match="storage refused"):
+        create_delta_table(spark, str(tmp_path / "never"), SCHEMA)

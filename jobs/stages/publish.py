@@ -54,6 +54,7 @@ from jobs.tables import (
     check_table_ref,
     create_delta_table,
     delta_table,
+    delta_table_exists,
     is_path,
     parse_run_date,
     read_table,
@@ -529,7 +530,7 @@ def run(job: PublishJob) -> dict:
     plan = None
     try:
         _check_night_exists(night, job)
-        exists = _index_exists(spark, job.index)
+        exists = delta_table_exists(spark, job.index)
         index = validate_serving(read_table(spark, job.index, "--index")) if exists \
             else empty_index(spark)
         version_before = _version(spark, job.index) if exists else None
@@ -704,7 +705,7 @@ def _with_fault(source: DataFrame) -> DataFrame:
 
 
 def _rollback(spark: SparkSession, job: PublishJob, log_ref: str, started: float) -> dict:
-    if not _index_exists(spark, job.index):
+    if not delta_table_exists(spark, job.index):
         raise ValueError(f"--index {job.index} does not exist: nothing to roll back")
     current = _version(spark, job.index)
     target, night = job.to_version, None
@@ -734,7 +735,7 @@ def _rollback(spark: SparkSession, job: PublishJob, log_ref: str, started: float
 
 def _last_publish(spark: SparkSession, log_ref: str, index: str) -> tuple[int, dt.date]:
     """The version before the newest publish since the last rollback, and its night."""
-    if not _index_exists(spark, log_ref):
+    if not delta_table_exists(spark, log_ref):
         raise ValueError(f"no publish log at {log_ref}: give --to-version N")
     rows = read_table(spark, log_ref, "--log").where(
         (F.col("index") == index) & F.col("action").isin("publish", "rollback")
@@ -820,14 +821,6 @@ def _append_log(spark: SparkSession, ref: str, row: tuple) -> None:
         writer.save(spark_path(ref))
     else:
         writer.saveAsTable(ref)
-
-
-def _index_exists(spark: SparkSession, ref: str) -> bool:
-    from delta.tables import DeltaTable
-
-    if is_path(ref):
-        return DeltaTable.isDeltaTable(spark, spark_path(ref))
-    return spark.catalog.tableExists(ref)
 
 
 def _version(spark: SparkSession, ref: str) -> int:
