@@ -43,6 +43,18 @@ _LOCAL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.driver.memory": "4g",
 }
+# Expressions evaluated by Spark's interpreter instead of compiled to Java (whole-stage and
+# per-expression code generation off), for sessions whose tables are tiny: the demo's 19 rows,
+# the tests' inline tables. Compiling (Janino, then the JIT) costs tens of milliseconds per plan
+# and literal (a path, a date, a digest), which a small table never earns back: on this 2-core
+# machine a warm 3-row rerank job took 7.3 s against 14.4 s, a first one in a new session 19.0 s
+# against 35.2 s (docs/BENCHMARKS.md, "Interpreted expressions"). The results are the same;
+# only the evaluation strategy differs. Never for real tables: per row, compiled code is faster.
+# (``factoryMode`` is Spark's own switch for running its suites without code generation.)
+INTERPRETED_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
 # The list of jars in a filled cache folder, one file name a line; written last, so a folder
 # without it is an interrupted fill.
 _MANIFEST = "jars.txt"

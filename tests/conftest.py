@@ -42,7 +42,7 @@ def spark(tmp_path_factory, fault_file):
     until a test arms it with the ``fault`` fixture.
     """
     os.environ.setdefault("GROUPRANK_CACHE", str(Path.home() / ".cache" / "grouprank"))
-    from jobs.session import get_session
+    from jobs.session import INTERPRETED_CONF, get_session
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     conf = {
@@ -52,6 +52,10 @@ def spark(tmp_path_factory, fault_file):
         # partition anyway) and scoring sets its own partitions (--partitions, repartition), so
         # this covers the same plans; it saved 12-14% of the rerank and publish tests' time.
         "spark.sql.shuffle.partitions": "1",
+        # The tables here are a few rows: interpreting costs less than compiling each plan
+        # (jobs/session.py INTERPRETED_CONF). The job processes, the cluster and Connect tests
+        # keep Spark's default code generation, so compiled plans are still run end to end.
+        **INTERPRETED_CONF,
         "spark.executorEnv.PYTHONPATH": str(FAULTS),
         "spark.executorEnv.GROUPRANK_TEST_FAULT_FILE": str(fault_file),
     }

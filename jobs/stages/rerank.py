@@ -464,10 +464,11 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     candidates, report = check_candidates(
         read_table(spark, job.candidates, "--candidates"), settings.on_duplicates
     )
+    settings = driver_precision(settings, spark)
     if report.rows == 0:
         check_empty_allowed(spark, job.output, run_date, job.allow_empty, "--candidates")
         log.warning("the candidates table %s is empty: writing an empty partition", job.candidates)
-    settings = driver_precision(settings, spark)
+        return _write_empty_night(spark, job, settings, ref, report, run_date, started)
     wait_for_warm_worker()
     # Found once (over Spark Connect that is a query to the server): a small table is embedded
     # and scored in one task, so one worker loads the model, not one per core.
@@ -516,6 +517,27 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
             vectors.unpersist()
     summary["seconds"] = round(time.time() - started, 1)
     return summary
+
+
+def _write_empty_night(
+    spark, job: RerankJob, settings: RerankSettings, ref: ModelRef, report, run_date: dt.date,
+    started: float,
+) -> dict:
+    """An empty candidates table: the run date's partition replaced by no rows, with no model
+    stage at all (an empty night loads no model and embeds nothing)."""
+    with stage(spark, f"rerank: writing an empty run_date {run_date} to {job.output}"):
+        write_run_date_partition(spark.createDataFrame([], RERANKED), job.output, run_date)
+    summary = _summary(job, settings, report, {})
+    summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
+    summary.update(embeddings={}, fusion={}, score_cache={}, scoring=_NO_SCORING)
+    summary["seconds"] = round(time.time() - started, 1)
+    return summary
+
+
+# scoring_diagnostics of a run that sent nothing to the model.
+_NO_SCORING = {"groups": 0, "prompt_tokens": 0, "generated_tokens": 0, "python_workers": 0,
+               "model_loads_per_worker": [], "model_loads_by_worker": {},
+               "peak_worker_rss_mb": 0}
 
 
 def _embed(
