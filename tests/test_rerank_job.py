@@ -253,6 +253,9 @@ def test_empty_table_writes_an_empty_partition(spark, settings, tmp_path, caplog
     assert summary["rows_out"] == 0
     assert spark.read.format("delta").load(out).count() == 0
     assert "is empty" in caplog.text
+    # An empty night runs no model stage: no fusion weight set, no group scored.
+    assert summary["fusion"] == {} and summary["scoring"]["groups"] == 0
+    assert spark.read.format("delta").load(out).columns == RERANKED.fieldNames()
 
 
 def test_unparsed_groups_fall_back_to_first_stage_order(spark, tiny_model_dir, tmp_path):
