@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
-
-import pytest
 
 from jobs.tables import create_delta_table, insert_new_rows, read_table_if_exists
 

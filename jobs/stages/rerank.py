@@ -404,6 +404,11 @@ def scoring_diagnostics(scored: DataFrame) -> dict:
         F.max("loads").alias("loads"),
         F.max("rss").alias("rss"),
     ).collect()
+    return _diagnostics(rows)
+
+
+def _diagnostics(rows: list) -> dict:
+    """``scoring_diagnostics`` from its per-worker rows (none: nothing was scored)."""
     workers = [r for r in rows if r["pid"] > 0]
     loads = {r["pid"]: r["loads"] for r in workers}
     return {
@@ -492,7 +497,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
         with stage(spark, f"rerank: scoring {report.rows:,} candidates of {report.queries:,} queries"):
             counts = status_counts(result)
         summary = _summary(job, settings, report, counts)
-        summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
+        summary["model"] = _model_summary(ref)
         summary["embeddings"] = embedded
         summary["fusion"] = fusion
         summary["score_cache"] = {} if cache is None else {
@@ -519,6 +524,10 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     return summary
 
 
+def _model_summary(ref: ModelRef) -> dict:
+    return {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
+
+
 def _write_empty_night(
     spark, job: RerankJob, settings: RerankSettings, ref: ModelRef, report, run_date: dt.date,
     started: float,
@@ -528,16 +537,10 @@ def _write_empty_night(
     with stage(spark, f"rerank: writing an empty run_date {run_date} to {job.output}"):
         write_run_date_partition(spark.createDataFrame([], RERANKED), job.output, run_date)
     summary = _summary(job, settings, report, {})
-    summary["model"] = {"name": ref.name, "kind": ref.kind, "digest": ref.digest}
-    summary.update(embeddings={}, fusion={}, score_cache={}, scoring=_NO_SCORING)
+    summary["model"] = _model_summary(ref)
+    summary.update(embeddings={}, fusion={}, score_cache={}, scoring=_diagnostics([]))
     summary["seconds"] = round(time.time() - started, 1)
     return summary
-
-
-# scoring_diagnostics of a run that sent nothing to the model.
-_NO_SCORING = {"groups": 0, "prompt_tokens": 0, "generated_tokens": 0, "python_workers": 0,
-               "model_loads_per_worker": [], "model_loads_by_worker": {},
-               "peak_worker_rss_mb": 0}
 
 
 def _embed(
