@@ -282,6 +282,8 @@ def standalone_cluster() -> Iterator[Cluster]:
 def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
     """A Spark Connect server, local[2], with Delta Lake configured on the server only: its
     extension and catalog as server conf, its jars from the jar cache (``delta_submit_args``)."""
+    from jobs.session import INTERPRETED_CONF
+
     base = tmp_path_factory.mktemp("connect-server")
     port = _free_port()
     connect_jar = next((SPARK_HOME / "jars").glob("spark-connect_*.jar"))
@@ -296,6 +298,8 @@ def connect_server(tmp_path_factory) -> Iterator[ConnectServer]:
         "spark.driver.memory": "2g",
         # The server runs every Connect test's jobs: the full JIT pays back there.
         **jvm_archive_conf(quick_jit=False),
+        # Their tables are a few rows: interpreting costs less than compiling each plan.
+        **INTERPRETED_CONF,
     }
     command = [spark_submit(), "--master", "local[2]",
                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",

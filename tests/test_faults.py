@@ -21,6 +21,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from grouprank.settings import RerankSettings
 from jobs.stages import rerank as rerank_job
+from jobs.session import INTERPRETED_CONF
 from jobs.stages import main as stage_main
 from schemas import CANDIDATES
 from tests.faults.sitecustomize import barrier
@@ -60,8 +61,10 @@ def _process(module: str, args: list[str], fault: str = ""):
     output goes to a file, so a test busy elsewhere never blocks it on a full pipe."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)])
-    # local[2,4]: two cores, and a failed task is retried up to 4 times, as on a cluster.
-    env["PYSPARK_SUBMIT_ARGS"] = "--master local[2,4] pyspark-shell"
+    # local[2,4]: two cores, and a failed task is retried up to 4 times, as on a cluster. A
+    # 72-row job: interpreted expressions cost less than compiling them (INTERPRETED_CONF).
+    interpreted = " ".join(f"--conf {k}={v}" for k, v in INTERPRETED_CONF.items())
+    env["PYSPARK_SUBMIT_ARGS"] = f"--master local[2,4] {interpreted} pyspark-shell"
     env["GROUPRANK_TEST_FAULT"] = fault
     output = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=REPO,
