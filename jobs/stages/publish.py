@@ -529,7 +529,9 @@ def run(job: PublishJob) -> dict:
     top = None
     plan = None
     try:
-        _check_night_exists(night, job)
+        stats = night_stats(night)
+        if not stats.rows:
+            _refuse_missing_night(spark, job)
         exists = delta_table_exists(spark, job.index)
         index = validate_serving(read_table(spark, job.index, "--index")) if exists \
             else empty_index(spark)
@@ -538,7 +540,7 @@ def run(job: PublishJob) -> dict:
         top = select_top_k(night, job.top_k, job.min_score, run_date, published_at).persist()
         churn = query_churn(index, top, night, job.scope)
         metric_gates = _metric_gates(spark, job, floors, run_date, index) if floors else []
-        gates = check_gates(night_stats(night), churn, job.max_unscored, job.max_churn,
+        gates = check_gates(stats, churn, job.max_unscored, job.max_churn,
                             metric_gates)
         plan = merge_plan(index, top, night, job.scope).persist()
         counts = plan_counts(plan)
@@ -565,8 +567,7 @@ def run(job: PublishJob) -> dict:
             _append_log(spark, log_ref, record.row("failed", _one_line(err),
                                                    _version(spark, job.index)))
             raise
-        version_after = _version(spark, job.index)
-        committed = _merge_metrics(spark, job.index)
+        version_after, committed = _last_merge(spark, job.index)
         if committed != counts:
             log.warning("the MERGE changed %s rows, the plan said %s (a concurrent writer?)",
                         committed, counts)
@@ -617,10 +618,8 @@ def _log_row(**values) -> tuple:
     return tuple(values.get(name) for name in PUBLISH_LOG.fieldNames())
 
 
-def _check_night_exists(night: DataFrame, job: PublishJob) -> None:
-    if night.limit(1).count():
-        return
-    spark = night.sparkSession
+def _refuse_missing_night(spark: SparkSession, job: PublishJob) -> None:
+    """Raises for a run date the reranked table has no rows for, naming its latest dates."""
     dates = [str(r[0]) for r in read_table(spark, job.reranked or "", "--reranked")
              .select("run_date").distinct().orderBy(F.col("run_date").desc()).limit(5).collect()]
     raise ValueError(f"--run-date {job.run_date}: {job.reranked} has no rows for it "
@@ -827,11 +826,14 @@ def _version(spark: SparkSession, ref: str) -> int:
     return int(delta_table(spark, ref).history(1).select("version").first()[0])
 
 
-def _merge_metrics(spark: SparkSession, ref: str) -> dict[str, int]:
-    metrics = delta_table(spark, ref).history(1).select("operationMetrics").first()[0]
-    return {INSERT: int(metrics.get("numTargetRowsInserted", 0)),
-            UPDATE: int(metrics.get("numTargetRowsUpdated", 0)),
-            DELETE: int(metrics.get("numTargetRowsDeleted", 0))}
+def _last_merge(spark: SparkSession, ref: str) -> tuple[int, dict[str, int]]:
+    """The table's version after its last commit, a MERGE, and the rows that MERGE changed
+    (one read of the history)."""
+    last = delta_table(spark, ref).history(1).select("version", "operationMetrics").first()
+    metrics = last["operationMetrics"]
+    return int(last["version"]), {INSERT: int(metrics.get("numTargetRowsInserted", 0)),
+                                  UPDATE: int(metrics.get("numTargetRowsUpdated", 0)),
+                                  DELETE: int(metrics.get("numTargetRowsDeleted", 0))}
 
 
 def _change_feed(spark: SparkSession, ref: str, version: int) -> DataFrame:
