@@ -80,3 +80,32 @@ def test_a_create_lost_to_a_concurrent_job_goes_on_and_any_other_failure_is_rais
     monkeypatch.setattr(DeltaTableBuilder, "execute", fail)
     with pytest.raises(RuntimeError, match="storage refused"):
         create_delta_table(spark, str(tmp_path / "never"), SCHEMA)
+
+
+def test_a_table_not_found_just_after_its_create_is_retried(spark, tmp_path, monkeypatch):
+    """The other race, made certain: the first MERGE finds no table (the other creator's first
+    commit not there yet, as Delta reports it); the retry writes every key once. Any other
+    failure of the MERGE is raised at once."""
+    from jobs import tables
+
+    real, calls = tables.delta_table, []
+
+    def not_there_yet(spark_, ref_):
+        calls.append(ref_)
+        if len(calls) == 1:
+            raise RuntimeError(f"[DELTA_TABLE_NOT_FOUND] Delta table `{ref_}` doesn't exist.")
+        return real(spark_, ref_)
+
+    ref = str(tmp_path / "store")
+    monkeypatch.setattr(tables, "delta_table", not_there_yet)
+    rows = spark.createDataFrame([(f"k{i}", i) for i in range(5)], SCHEMA)
+    assert insert_new_rows(spark, ref, lambda: rows, SCHEMA, ("key",), "test table") == 5
+    assert len(calls) == 2
+    assert sorted(r.value for r in spark.read.format("delta").load(ref).collect()) == [0, 1, 2, 3, 4]
+
+    def broken(spark_, ref_):
+        raise RuntimeError("the storage refused the read")
+
+    monkeypatch.setattr(tables, "delta_table", broken)
+    with pytest.raises(RuntimeError, match="storage refused"):
+        insert_new_rows(spark, str(tmp_path / "other"), lambda: rows, SCHEMA, ("key",), "t")
