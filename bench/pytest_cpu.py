@@ -29,7 +29,8 @@ def _busy_seconds() -> float:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--cpu-json", default=None, help="write [nodeid, wall s, busy CPU s] rows here")
+    parser.addoption("--cpu-json", default=None,
+                     help="write [nodeid, wall s, busy CPU s] rows here")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -20,8 +20,8 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from grouprank.settings import RerankSettings
-from jobs.stages import rerank as rerank_job
 from jobs.session import INTERPRETED_CONF
+from jobs.stages import rerank as rerank_job
 from jobs.stages import main as stage_main
 from schemas import CANDIDATES
 from tests.faults.sitecustomize import barrier

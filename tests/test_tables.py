@@ -101,7 +101,8 @@ def test_a_table_not_found_just_after_its_create_is_retried(spark, tmp_path, mon
     rows = spark.createDataFrame([(f"k{i}", i) for i in range(5)], SCHEMA)
     assert insert_new_rows(spark, ref, lambda: rows, SCHEMA, ("key",), "test table") == 5
     assert len(calls) == 2
-    assert sorted(r.value for r in spark.read.format("delta").load(ref).collect()) == [0, 1, 2, 3, 4]
+    written = spark.read.format("delta").load(ref).collect()
+    assert sorted(r.value for r in written) == [0, 1, 2, 3, 4]
 
     def broken(spark_, ref_):
         raise RuntimeError("the storage refused the read")
