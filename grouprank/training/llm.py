@@ -313,10 +313,16 @@ def _load(path: Path):
     return model, tokenizer
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bf16() -> bool:
     import torch
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return _cuda() and torch.cuda.is_bf16_supported()
 
 
 def _plain_prompts(prompts: list[str], tokenizer) -> list[str]:
@@ -365,6 +371,8 @@ def _trainer_arguments(config: LLMTrainConfig, output: Path) -> dict[str, Any]:
         "activation_checkpointing": config.activation_checkpointing,
         "seed": config.seed,
         "bf16": _bf16(),
+        # Pinned host memory only speeds copies to a GPU; without one torch warns at each epoch.
+        "dataloader_pin_memory": _cuda(),
         "save_strategy": "steps",
         "save_steps": config.save_steps,
         "save_total_limit": 2,
