@@ -445,9 +445,7 @@ def _summary(
         # Linux reports ru_maxrss in KiB.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_gpu_mb": (
-            round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            if torch.cuda.is_available()
-            else None
+            round(torch.cuda.max_memory_allocated() / 2**20, 1) if _cuda() else None
         ),
         "config": dataclasses.asdict(config),
     }
