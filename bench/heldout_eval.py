@@ -113,6 +113,8 @@ class Config:
     score_augment: float = 0.0
     # Seed of the head's initialisation and batch order (other seeds: the spread of a recipe).
     seed: int = 0
+    # Whether the head reads each document's MaxSim with its query (``late_interaction``).
+    late: bool = False
 
 
 CONFIGS = {
@@ -135,6 +137,10 @@ CONFIGS = {
         Config("agree", teacher="adaptive", feedback_top=5, agreement=True),
         Config("agree-w0.8", teacher="adaptive", feedback_top=5, agreement=True,
                fusion_weight=0.8),
+        # feedback-aug's head also reading MaxSim (grouprank.late_interaction); with today's
+        # labels, and with labels that fuse MaxSim in too (a fourth answer-free signal).
+        Config("late-aug", teacher="fusion3", feedback_top=5, score_augment=0.5, late=True),
+        Config("late4-aug", teacher="fusion4", feedback_top=5, score_augment=0.5, late=True),
     ]
 }
 
@@ -296,6 +302,8 @@ class Lists:
                     "target_scores": sample.target_scores, "split": "sft",
                     "feedback_texts": list(f["text"].values[top]),
                     "first_stage_agreement": self.query_agreement[qid],
+                    **({"late_scores": [float(v) for v in f["late"].values[chosen]]}
+                       if "late" in f else {}),
                 })
         return rows
 
@@ -325,8 +333,14 @@ class Lists:
             context = (torch.from_numpy(self.context(idx, top)).expand(count, -1)
                        if top else None)
             agreement = torch.full((count,), self.query_agreement[f.qid.values[idx[0]]])
+            late = None
+            if head.config.late_interaction:
+                late = torch.zeros(batch[3].shape)
+                for k, g in enumerate(groups):
+                    late[k, : len(g)] = torch.from_numpy(f["late"].values[g].astype(np.float32))
             with torch.no_grad():
-                model = expected_scores(head(*batch, context=context, agreement=agreement))
+                model = expected_scores(head(*batch, context=context, agreement=agreement,
+                                             late=late))
             for k, g in enumerate(groups):
                 out[g] = model[k, : len(g)].numpy()
         return fusion_weight * out / 10 + (1 - fusion_weight) * first_stage_prior(f).values
@@ -434,7 +448,8 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
                                  context_top=config.feedback_top, save_every=0,
                                  seed=config.seed,
                                  agreement_feature=config.agreement,
-                                 score_augment=config.score_augment)
+                                 score_augment=config.score_augment,
+                                 late_interaction=config.late)
     summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)
     _set_fusion_weight(output, config.fusion_weight)
     return load_head(output), len(rows), summary
@@ -569,7 +584,42 @@ def load_lists(work: Path) -> dict:
     lists = {(name, run): Lists(work, name, run) for name, runs in RUNS.items() for run in runs}
     if len(memory) > before:
         torch.save(dict(memory), saved)
+    for name in RUNS:
+        _add_late(work, {run: lists[name, run] for run in RUNS[name]})
     return lists
+
+
+def _add_late(work: Path, lists: dict) -> None:
+    """Each row's MaxSim with its query (``grouprank.late_interaction``, fp32) as the lists'
+    ``late`` column, and the four-signal teacher ``fusion4`` (first stage, cosine, feedback,
+    MaxSim). Every distinct text of the collection is encoded once; the scores are kept in a
+    bench-only file per list (``work/late-NAME-RUN.npy``, in the list's row order)."""
+    from grouprank.encoding import loaded_encoder
+    from grouprank.late_interaction import maxsim, token_vectors
+
+    files = {run: work / f"late-{item.name}-{run}.npy" for run, item in lists.items()}
+    if not all(path.is_file() for path in files.values()):
+        started = time.time()
+        texts = sorted({str(t) for item in lists.values()
+                        for t in [*item.frame["query"], *item.frame["text"]]})
+        encoder = loaded_encoder("minilm", 256)
+        vectors = {}
+        for start in range(0, len(texts), 2048):  # fp16 in memory: 1-2 GB for SciFact
+            chunk = texts[start : start + 2048]
+            vectors.update(zip(chunk, (v.half() for v in token_vectors(encoder, chunk, PRECISION))))
+        for run, item in lists.items():
+            f = item.frame
+            values = [maxsim(vectors[str(q)].float(), vectors[str(t)].float())
+                      for q, t in zip(f["query"], f["text"])]
+            np.save(files[run], np.asarray(values, dtype=np.float32))
+        print(f"MaxSim: {len(texts):,} texts of {next(iter(lists.values())).name} "
+              f"({time.time() - started:.0f} s)", flush=True)
+    for run, item in lists.items():
+        f = item.frame
+        f["late"] = np.load(files[run])
+        f["rank_late"] = f.groupby("qid")["late"].rank(ascending=False, method="first")
+        f["fusion4"] = -(np.log(f.rank_fs) + np.log(f.rank_cos) + np.log(f.rank_fb)
+                         + np.log(f.rank_late)) / 4
 
 
 def baselines(lists: dict) -> dict:

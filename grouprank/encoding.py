@@ -102,6 +102,11 @@ class SentenceEncoder(Protocol):
         """One batch's sentence embeddings (padded to its longest text), on ``device``."""
         ...
 
+    def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch's last-layer token states (batch, tokens, hidden) and attention mask,
+        special tokens included (what ``grouprank.late_interaction`` reads)."""
+        ...
+
 
 class SentenceTransformerEncoder:
     """A ``sentence_transformers.SentenceTransformer`` behind ``SentenceEncoder``."""
@@ -130,6 +135,13 @@ class SentenceTransformerEncoder:
         )["input_ids"]
 
     def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._forward(texts)["sentence_embedding"]
+
+    def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._forward(texts)
+        return out["token_embeddings"], out["attention_mask"]
+
+    def _forward(self, texts: Sequence[str]) -> dict:
         # sentence-transformers 6 renamed tokenize to preprocess.
         import torch
 
@@ -138,7 +150,7 @@ class SentenceTransformerEncoder:
             k: v.to(self.device) if isinstance(v, torch.Tensor) else v
             for k, v in preprocess(list(texts)).items()
         }
-        return self.model(features)["sentence_embedding"]
+        return self.model(features)
 
 
 def token_lengths(encoder: SentenceEncoder, texts: Sequence[str]) -> list[int]:
@@ -245,14 +257,21 @@ def embed_in_memory(
     keys = [text_digest(t) for t in texts]
     missing = {k: t for k, t in zip(keys, texts) if k not in memory}
     if missing:
-        from grouprank.backends.group_encoder import load_sentence_encoder
-
-        loaded = (encoder_name, max_tokens, device)
-        if loaded not in _ENCODERS:
-            _ENCODERS[loaded] = load_sentence_encoder(encoder_name, device, max_tokens)
         log.info("encoding %d texts (%d already in memory)", len(missing), len(memory))
-        vectors = encode_texts(_ENCODERS[loaded], list(missing.values()), chosen)
+        encoder = loaded_encoder(encoder_name, max_tokens, device)
+        vectors = encode_texts(encoder, list(missing.values()), chosen)
         memory.update(zip(missing, vectors))
     if not keys:
         return torch.zeros(0, 0)
     return torch.stack([memory[k] for k in keys])
+
+
+def loaded_encoder(encoder_name: str, max_tokens: int = 256, device: str = "cpu"):
+    """The sentence encoder ``encoder_name`` (``"minilm"`` or a directory), loaded once per
+    process and token limit and kept for every later call."""
+    key = (encoder_name, max_tokens, device)
+    if key not in _ENCODERS:
+        from grouprank.backends.group_encoder import load_sentence_encoder
+
+        _ENCODERS[key] = load_sentence_encoder(encoder_name, device, max_tokens)
+    return _ENCODERS[key]

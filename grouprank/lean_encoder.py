@@ -285,9 +285,9 @@ class LeanEncoder(nn.Module):
         self._tokenizer.enable_truncation(self.max_seq_length)
         return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
-    def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embeddings of one batch (mean of the token states over the attention mask, then
-        normalised if the directory has a Normalize module), on ``device``."""
+    def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch's last-layer token states (batch, tokens, hidden) and attention mask
+        (batch, tokens), special tokens included, padded to its longest text, on ``device``."""
         ids = self.token_ids(texts)
         longest = max(len(i) for i in ids)
         input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
@@ -296,7 +296,12 @@ class LeanEncoder(nn.Module):
             input_ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        states = self.bert(input_ids, mask)
+        return self.bert(input_ids, mask), mask
+
+    def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of one batch (mean of the token states over the attention mask, then
+        normalised if the directory has a Normalize module), on ``device``."""
+        states, mask = self.token_states(texts)
         weight = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, p=2, dim=1) if self.normalize else pooled

@@ -244,6 +244,10 @@ class TrainJob:
     # sees through a random order-keeping map (as probabilities, exponentials, logs), so it reads
     # any first stage's scores alike; 0 = as given (the shipped default was trained with 0.5).
     score_augment: float = 0.0
+    # Group encoder, fresh head: also read each document's late-interaction score, the
+    # encoder's MaxSim of query and document token states (grouprank.late_interaction); the
+    # scorer computes it from the texts, one more encoder pass per scored document.
+    late_interaction: bool = False
     # Group encoder: Delta table (path or name) of sentence-encoder embeddings, the one rerank's
     # --embedding-store writes: texts found there are not encoded again, new ones are added.
     embedding_store: str | None = None

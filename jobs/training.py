@@ -148,7 +148,8 @@ def config_for(backbone: str, job: TrainJob, rl: RLOptions | None = None):
         if rl is not None:
             common["clip"] = rl.clip
         return EncoderTrainConfig(save_every=job.save_every, context_top=job.feedback_top,
-                                  score_augment=job.score_augment, **common)
+                                  score_augment=job.score_augment,
+                                  late_interaction=job.late_interaction, **common)
     from grouprank.training.llm import LLMTrainConfig
 
     if job.epochs:

@@ -341,6 +341,56 @@ def test_rerank_job_feeds_an_agreement_reading_head(spark, tmp_path):
     assert groups.first_stage_agreement.nunique() == 1
 
 
+def test_rerank_job_feeds_a_late_interaction_head(spark, tmp_path):
+    from grouprank.encoding import embed_in_memory, loaded_encoder
+    from grouprank.late_interaction import maxsim_scores
+    from jobs.stages.rerank import check_candidates, rerank
+    from schemas import CANDIDATES
+
+    torch.manual_seed(0)
+    head = GroupHead(GroupEncoderConfig(hidden=32, heads=4, dropout=0.0,
+                                        late_interaction=True)).eval()
+    save_head(head, tmp_path / "ckpt")
+    texts = ["solar panels on a roof", "a roof of old slate", "baking bread", "panels of wood",
+             "solar power at night", "river fish"]
+    rows = [("q1", "solar panels", f"d{i}", t, float(10 - i), None) for i, t in enumerate(texts)]
+    settings = RerankSettings(model=str(tmp_path / "ckpt"), group_size=3, partitions=2,
+                              precision="fp32")
+    checked, _ = check_candidates(spark.createDataFrame(rows, CANDIDATES), settings.on_duplicates)
+    frame = rerank(checked, settings, dt.date(2026, 12, 7)).toPandas()
+    frame = frame.sort_values("docid").reset_index(drop=True)
+    assert len(frame) == 6 and set(frame.status) == {"ok"}
+    # Parity: the head read in-process with the library's MaxSim of each group's texts gives
+    # the job's scores; with the MaxSim zeroed it gives other scores, so the head reads it.
+    query = embed_in_memory("minilm", ["solar panels"], precision="fp32")[0]
+    docs = embed_in_memory("minilm", texts, precision="fp32")
+    dealt = frame.repeat_groups.str[0].to_numpy()
+    for group in set(dealt):
+        idx = np.flatnonzero(dealt == group)
+        batch = pad_groups(query[None], [docs[idx]], [[rows[i][4] for i in idx]])
+        late = torch.tensor([maxsim_scores(loaded_encoder("minilm"), "solar panels",
+                                           [texts[i] for i in idx], "fp32")])
+        with torch.no_grad():
+            expect = expected_scores(head(*batch, late=late))[0]
+            blind = expected_scores(head(*batch, late=torch.zeros_like(late)))[0]
+        assert frame.model_score.to_numpy()[idx] == pytest.approx(expect.numpy(), abs=1e-4)
+        assert (expect - blind).abs().max() > 1e-3
+
+
+def test_sft_computes_maxsim_from_the_texts_where_the_samples_hold_none():
+    from grouprank.encoding import loaded_encoder
+    from grouprank.late_interaction import maxsim_scores
+
+    samples = make_samples(6)
+    config = GroupEncoderConfig(late_interaction=True)
+    computed = trainer._late_scores(samples, config)
+    encoder = loaded_encoder("minilm")
+    for row, got in zip(samples.itertuples(), computed, strict=True):
+        assert got == pytest.approx(maxsim_scores(encoder, row.query, row.texts, "auto"), abs=1e-2)
+    given = samples.assign(late_scores=[[0.5] * len(t) for t in samples.texts])
+    assert trainer._late_scores(given, config)[0] == [0.5] * len(samples.texts[0])
+
+
 def test_rank_features_say_where_a_document_stood_in_the_whole_list():
     ranks = torch.tensor([[1, 3, 100, 0]])
     mask = torch.tensor([[True, True, True, True]])

@@ -154,3 +154,21 @@ def test_only_meta_tensors_skip_their_init_while_the_skeleton_is_built():
         real = torch.nn.init.normal_(torch.zeros(64, device="cpu"))
         meta = torch.nn.init.normal_(torch.empty(64))
     assert meta.is_meta and not real.is_meta and real.abs().sum() > 0
+
+
+def test_maxsim_reads_the_same_token_states_as_sentence_transformers(lean, reference):
+    from grouprank.late_interaction import maxsim_scores
+
+    query, texts = "solar panels on roofs", ["roof solar cells", "", "x" * 3000, *_texts()[20:40]]
+    states = reference.encode([query, *texts], output_value="token_embeddings",
+                              convert_to_numpy=False)
+
+    def inner(t: torch.Tensor) -> torch.Tensor:  # special tokens out, unless that is all
+        return torch.nn.functional.normalize((t[1:-1] if len(t) > 2 else t).float(), dim=-1)
+
+    q = inner(states[0])
+    expected = [float((q @ inner(d).T).max(dim=1).values.mean()) for d in states[1:]]
+    assert maxsim_scores(lean, query, texts, "fp32") == pytest.approx(expected, abs=1e-5)
+    # The document that shares the query's words scores above one that shares none.
+    got = maxsim_scores(lean, query, ["solar panels on a roof", "baking sourdough bread"])
+    assert got[0] > got[1] + 0.2

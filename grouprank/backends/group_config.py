@@ -66,6 +66,10 @@ class GroupEncoderConfig:
     # (``first_stage_agreement``). A first stage that agrees more with the encoder is the
     # stronger one more often, so the head can learn how far to defer to it.
     agreement_feature: bool = False
+    # Whether the head reads each document's late-interaction score: the encoder's MaxSim of
+    # query and document token states (``grouprank.late_interaction``), which the scorer
+    # computes from the group's texts (one more encoder pass per scored document).
+    late_interaction: bool = False
 
     def __post_init__(self) -> None:
         if self.kind != KIND:

@@ -49,6 +49,7 @@ _RANK_FEATURES = 3  # 1/log2(1 + rank), log(rank)/log(1000), has a rank
 _RANK_SCALE = float(np.log(1000.0))
 _CONTEXT_FEATURES = 2  # cosine to the query's feedback vector, and that minus the group mean
 _AGREEMENT_FEATURES = 2  # the query's first-stage/cosine agreement, and whether it is known
+_LATE_FEATURES = 2  # the document's MaxSim with the query, and that minus the group mean
 
 
 class GroupHead(nn.Module):
@@ -77,13 +78,15 @@ class GroupHead(nn.Module):
         self, query: torch.Tensor, docs: torch.Tensor, first_stage: torch.Tensor,
         mask: torch.Tensor, ranks: torch.Tensor | None = None,
         context: torch.Tensor | None = None, agreement: torch.Tensor | None = None,
+        late: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, N, 11) for ``query`` (B, E), ``docs`` (B, N, E), ``first_stage`` (B, N)
         (NaN where unknown), ``mask`` (B, N), True for real documents, and ``ranks`` (B, N), the
         first-stage ranks in the whole list (0 where unknown; read if ``rank_features``), and
         ``context`` (B, E), each query's feedback vector (read if ``context_top``; zeros or None
         = unknown), and ``agreement`` (B,), each query's ``first_stage_agreement`` (read if
-        ``agreement_feature``; NaN or None = unknown)."""
+        ``agreement_feature``; NaN or None = unknown), and ``late`` (B, N), each document's
+        MaxSim with its query (read if ``late_interaction``; None = unknown, zeros)."""
         features = pair_features(query, docs, first_stage, mask)
         if self.config.rank_features:
             if ranks is None:
@@ -102,6 +105,10 @@ class GroupHead(nn.Module):
                 [features, pair[:, None, :].expand(-1, mask.shape[1], -1) * mask[..., None]],
                 dim=-1,
             )
+        if self.config.late_interaction:
+            if late is None:
+                late = torch.zeros(mask.shape)
+            features = torch.cat([features, relative_features(late, mask)], dim=-1)
         hidden = self.project(features)
         if self.across is not None:
             hidden = self.across(hidden, src_key_padding_mask=~mask)
@@ -132,7 +139,18 @@ def feature_count(config: GroupEncoderConfig) -> int:
         + (_RANK_FEATURES if config.rank_features else 0)
         + (_CONTEXT_FEATURES if config.context_top else 0)
         + (_AGREEMENT_FEATURES if config.agreement_feature else 0)
+        + (_LATE_FEATURES if config.late_interaction else 0)
     )
+
+
+def relative_features(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, N, 2): a per-document value (B, N) and that value minus its group's mean; zeros on
+    padding."""
+    weight = mask.float()
+    values = torch.nan_to_num(values.float()) * weight
+    count = weight.sum(-1, keepdim=True).clamp(min=1)
+    relative = values - values.sum(-1, keepdim=True) / count
+    return torch.stack([values, relative], dim=-1) * weight[..., None]
 
 
 def context_features(
@@ -286,8 +304,9 @@ class GroupEncoderScorer:
         )
         context = self._contexts(groups, queries, blocks)
         agreement = self._agreements(groups, queries, blocks)
+        late = self._late(groups, batch[3].shape)
         logits = self.head(*(t.to(self.device) for t in batch), context=context,
-                           agreement=agreement)
+                           agreement=agreement, late=late)
         scores = expected_scores(logits).cpu()
         return [
             GroupResult(
@@ -331,6 +350,24 @@ class GroupEncoderScorer:
             ranks = np.asarray(group.first_stage_rank or range(1, len(docs) + 1))
             values.append(first_stage_agreement(ranks, docs.numpy() @ query.numpy()))
         return torch.tensor(values, dtype=torch.float32).to(self.device)
+
+    def _late(self, groups: Sequence[GroupInput], shape: torch.Size) -> torch.Tensor | None:
+        """Each document's MaxSim with its group's query (B, N), computed from the texts with
+        the scorer's encoder, for a head that reads it."""
+        if not self.head.config.late_interaction:
+            return None
+        from grouprank.late_interaction import maxsim, token_vectors
+
+        queries = list(dict.fromkeys(g.query for g in groups))
+        texts = [t for g in groups for t in g.texts]
+        vectors = token_vectors(self.encoder, queries + texts, self.precision)
+        query_vectors = dict(zip(queries, vectors[: len(queries)]))
+        docs = iter(vectors[len(queries) :])
+        late = torch.zeros(shape)
+        for i, group in enumerate(groups):
+            for j in range(len(group.texts)):
+                late[i, j] = maxsim(query_vectors[group.query], next(docs))
+        return late.to(self.device)
 
     def _vectors(self, groups: Sequence[GroupInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Query vectors (B, E) and each group's document vectors, given or embedded here."""

@@ -102,6 +102,10 @@ class EncoderTrainConfig:
     # Whether a fresh head reads each query's first-stage agreement with the encoder (the
     # samples' ``first_stage_agreement``; see ``GroupEncoderConfig.agreement_feature``).
     agreement_feature: bool = False
+    # Whether a fresh head reads each document's late-interaction (MaxSim) score with its query
+    # (``GroupEncoderConfig.late_interaction``): the samples' ``late_scores`` where they have
+    # them, else computed here from the texts.
+    late_interaction: bool = False
     # Share of the samples, drawn afresh each epoch, whose first-stage scores the head sees
     # through a random order-keeping transform (``order_keeping_transform``: as probabilities,
     # as exponentials, as logs), so it learns to read first-stage scores whatever their
@@ -148,6 +152,7 @@ class _Data:
     ranks: list[list[int]]
     contexts: torch.Tensor  # (S, E) feedback vectors, zeros where the samples hold none
     agreements: torch.Tensor  # (S,) first-stage agreements, NaN where the samples hold none
+    late: list[list[float]]  # per sample, its documents' MaxSim (empty unless the head reads it)
 
 
 def train_sft(
@@ -175,6 +180,7 @@ def train_sft(
                 encoder=encoder, hidden=config.hidden, layers=config.layers, heads=config.heads,
                 dropout=config.dropout, rank_features=config.rank_features,
                 context_top=config.context_top, agreement_feature=config.agreement_feature,
+                late_interaction=config.late_interaction,
             )
         )
     data = _prepare(samples, "sft", head.config, vectors)
@@ -185,7 +191,7 @@ def train_sft(
     def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         head.train()
         logits = head(batch["query"], batch["docs"], batch["first_stage"], batch["mask"],
-                      batch["ranks"], batch["context"], batch["agreement"])
+                      batch["ranks"], batch["context"], batch["agreement"], batch["late"])
         loss, parts = sft_loss(logits, batch["targets"], batch["mask"], config.listnet_weight)
         optimizer.zero_grad()
         loss.backward()
@@ -269,7 +275,7 @@ def grpo_step(
 ) -> dict[str, float]:
     """One GRPO update on a batch: sample rollouts, reward them, take ``inner_steps`` steps."""
     inputs = (batch["query"], batch["docs"], batch["first_stage"], batch["mask"], batch["ranks"],
-              batch["context"], batch["agreement"])
+              batch["context"], batch["agreement"], batch["late"])
     mask = batch["mask"]
     # Dropout off throughout: the ratio must compare the same function before and after a step.
     head.eval()
@@ -418,11 +424,14 @@ def _batches(
                 [first_stage_seen[i] for i in chosen], [data.ranks[i] for i in chosen],
             )
             targets = torch.full(mask.shape, float("nan"))
+            late = torch.zeros(mask.shape)
             for row, i in enumerate(chosen):
                 targets[row, : len(data.targets[i])] = torch.tensor(data.targets[i])
+                if data.late[i]:
+                    late[row, : len(data.late[i])] = torch.tensor(data.late[i])
             yield {"query": query, "docs": docs, "first_stage": first_stage, "mask": mask,
                    "ranks": ranks, "context": data.contexts[chosen],
-                   "agreement": data.agreements[chosen], "targets": targets}
+                   "agreement": data.agreements[chosen], "late": late, "targets": targets}
 
 
 def _augmented(
@@ -553,7 +562,27 @@ def _prepare(
             [float("nan") if v is None else float(v) for v in rows["first_stage_agreement"]],
             dtype=torch.float32,
         )
-    return _Data(queries, docs, first_stage, targets, ranks, contexts, agreements)
+    late = [[] for _ in range(len(rows))]
+    if config.late_interaction:
+        late = _late_scores(rows, config)
+    return _Data(queries, docs, first_stage, targets, ranks, contexts, agreements, late)
+
+
+def _late_scores(rows: pd.DataFrame, config: GroupEncoderConfig) -> list[list[float]]:
+    """Each sample's documents' MaxSim with its query: the samples' ``late_scores`` where given,
+    else computed from the texts (``grouprank.late_interaction.maxsim_in_memory``)."""
+    if "late_scores" in rows:
+        return [list(map(float, s)) for s in rows["late_scores"]]
+    from grouprank.late_interaction import maxsim_in_memory
+
+    queries = rows["query"].astype(str).tolist()
+    pairs = [(q, str(t)) for q, block in zip(queries, rows["texts"]) for t in block]
+    flat = maxsim_in_memory(config.encoder, pairs, config.max_doc_tokens)
+    out, start = [], 0
+    for block in rows["texts"]:
+        out.append(flat[start : start + len(block)])
+        start += len(block)
+    return out
 
 
 

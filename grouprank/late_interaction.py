@@ -1,0 +1,113 @@
+"""Late interaction over a sentence encoder's token states: MaxSim (issue 21).
+
+A bi-encoder's one pooled vector per text averages away which words matched. MaxSim keeps them:
+every query token finds its most similar document token (cosine of the encoder's last-layer
+token states), and the document's score is the mean of those best matches over the query's
+tokens. The encoder is the one the group head already runs (MiniLM by default), never trained
+for this; on the dev collections its MaxSim alone ranked above its pooled cosine on every BM25
+list (docs/BENCHMARKS.md, "Late interaction"). A head whose config sets ``late_interaction`` reads
+each document's MaxSim as a feature; the scorer computes it from the group's texts, so the job
+needs nothing more than the texts it already sends.
+
+Special tokens ([CLS], [SEP]) and padding take no part. No Spark import.
+
+    encoder = load_sentence_encoder("minilm")
+    maxsim_scores(encoder, "solar panels", ["roof solar cells", "bread"], "fp32")  # [0.71, 0.2]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from grouprank.encoding import DEFAULT_BATCH, length_sorted_batches, resolve_precision, text_digest
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Per process: (encoder, token limit, precision) -> {(query digest, text digest): MaxSim}.
+# Scores only (8 bytes a pair), never token states: a worker may meet millions of texts.
+_PAIRS: dict[tuple[str, int, str], dict[tuple[str, str], float]] = {}
+
+
+def token_vectors(encoder, texts: Sequence[str], precision: str = "fp32",
+                  batch_size: int = DEFAULT_BATCH) -> list[torch.Tensor]:
+    """Each text's normalised token states (tokens, hidden), special tokens left out, float32 on
+    the CPU, in input order; batches sorted by length as ``grouprank.encoding.encode_texts``."""
+    import torch
+
+    device = str(encoder.device)
+    chosen = resolve_precision(precision, device)
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    if not texts:
+        return []
+    lengths = [len(i) for i in encoder.token_ids(texts)]
+    autocast = torch.autocast("cuda" if device.startswith("cuda") else "cpu",
+                              dtype=torch.bfloat16, enabled=chosen == "bf16")
+    with torch.inference_mode(), autocast:
+        for batch in length_sorted_batches(lengths, batch_size):
+            states, mask = encoder.token_states([texts[i] for i in batch])
+            states = torch.nn.functional.normalize(states.float(), dim=-1).cpu()
+            real = mask.sum(-1).tolist()
+            for row, i in enumerate(batch):
+                # [CLS] first and [SEP] last; a text of nothing but them keeps them.
+                n = int(real[row])
+                out[i] = states[row, 1 : n - 1] if n > 2 else states[row, :n]
+    return out  # type: ignore[return-value]
+
+
+def maxsim(query: torch.Tensor, doc: torch.Tensor) -> float:
+    """Mean over the query's tokens of the best cosine with any of the document's tokens
+    (both normalised token vectors, (tokens, hidden)); 0.0 if either has no tokens.
+
+    Example:
+        >>> import torch
+        >>> q = torch.eye(3)[:2]; d = torch.eye(3)[1:]
+        >>> maxsim(q, d)  # token 0 matches nothing, token 1 matches exactly
+        0.5
+    """
+    if not len(query) or not len(doc):
+        return 0.0
+    return float((query @ doc.T).max(dim=1).values.mean())
+
+
+def maxsim_scores(encoder, query: str, texts: Sequence[str], precision: str = "fp32") -> list[float]:
+    """Each text's MaxSim against ``query`` with a loaded ``SentenceEncoder``."""
+    vectors = token_vectors(encoder, [query, *texts], precision)
+    return [maxsim(vectors[0], doc) for doc in vectors[1:]]
+
+
+def maxsim_in_memory(
+    encoder_name: str,
+    pairs: Sequence[tuple[str, str]],
+    max_tokens: int = 256,
+    device: str = "cpu",
+    precision: str = "auto",
+) -> list[float]:
+    """MaxSim of each (query, text) pair, each distinct pair scored once per process (the scores
+    are kept in memory, the token states are not). ``encoder_name`` as
+    ``grouprank.encoding.embed_in_memory``; the encoder loaded there is reused."""
+    from grouprank.encoding import loaded_encoder
+
+    chosen = resolve_precision(precision, device)
+    memory = _PAIRS.setdefault((encoder_name, max_tokens, chosen), {})
+    keys = [(text_digest(q), text_digest(t)) for q, t in pairs]
+    by_query: dict[str, dict[str, str]] = {}
+    queries: dict[str, str] = {}
+    for (qk, tk), (q, t) in zip(keys, pairs, strict=True):
+        if (qk, tk) not in memory:
+            queries[qk] = q
+            by_query.setdefault(qk, {})[tk] = t
+    if by_query:
+        encoder = loaded_encoder(encoder_name, max_tokens, device)
+        log.info("MaxSim of %d pairs (%d already in memory)",
+                 sum(len(v) for v in by_query.values()), len(memory))
+        # A query at a time: its token states and its texts' (a pool), then only the scores kept.
+        for qk, block in by_query.items():
+            vectors = token_vectors(encoder, [queries[qk], *block.values()], chosen)
+            for tk, doc in zip(block, vectors[1:], strict=True):
+                memory[qk, tk] = maxsim(vectors[0], doc)
+    return [memory[k] for k in keys]
