@@ -3,6 +3,7 @@
     .venv/bin/python bench/heldout_eval.py prepare --data ../shared/data --work out/heldout
     .venv/bin/python bench/heldout_eval.py agreement --work out/heldout \
         --out bench/results/heldout_agreement.json
+    .venv/bin/python bench/heldout_eval.py late --work out/heldout --out bench/results/heldout_late.json
     .venv/bin/python bench/heldout_eval.py loo --work out/heldout --out bench/results/heldout_loo.json
     .venv/bin/python bench/heldout_eval.py fusion --work out/heldout --config feedback \
         --out bench/results/heldout_fusion.json
@@ -20,6 +21,9 @@ and SPLADE++ lists are the strong first stages (issue 19).
 ``agreement``: each list's first-stage agreement with MiniLM (the mean over queries of the
 correlation of log first-stage and log cosine ranks) and the nDCG@10 of answer-free rules that
 give the first stage a fixed or an agreement-set share (``first_stage_share``); no training.
+
+``late``: each list's MaxSim (``grouprank.late_interaction``) alone and in equal-weight log-rank
+fusions with the first stage, cosine and feedback cosine; no training, nothing chosen.
 
 ``loo``: for each held-out collection, a head per candidate config is trained on answer-free
 samples from the *other* collections' lists only (every first stage of theirs), with the
@@ -622,6 +626,27 @@ def _add_late(work: Path, lists: dict) -> None:
                          + np.log(f.rank_late)) / 4
 
 
+def late_table(work: Path) -> dict:
+    """Per list, nDCG@10 of MaxSim alone and of equal-weight log-rank fusions with and without
+    it (no training, no weights chosen: every figure is held out by construction)."""
+    figures = {}
+    for (name, run), item in load_lists(work).items():
+        f = item.frame
+        row = {"first stage": item.ndcg(f["score"].values), "cosine": item.ndcg(f["cosine"].values),
+               "maxsim": item.ndcg(f["late"].values), "fusion": item.ndcg(f["fusion"].values),
+               "fusion + maxsim": item.ndcg((-(np.log(f.rank_fs) + np.log(f.rank_cos)
+                                                + np.log(f.rank_late)) / 3).values),
+               "fusion + feedback": item.ndcg(f["fusion3"].values),
+               "fusion + feedback + maxsim": item.ndcg(f["fusion4"].values)}
+        figures[f"{name}/{run}"] = row
+    columns = list(next(iter(figures.values())))
+    print("| list | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for key, row in figures.items():
+        print(f"| {key} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + " |")
+    return figures
+
+
 def baselines(lists: dict) -> dict:
     out = {}
     for (name, run), item in lists.items():
@@ -718,7 +743,8 @@ def print_table(figures: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["prepare", "agreement", "loo", "fusion", "transforms",
+    parser.add_argument("step", choices=["prepare", "agreement", "late", "loo", "fusion",
+                                         "transforms",
                                          "jobs", "ship", "cost"])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="out/heldout")
@@ -743,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         figures = agreement_table(load_lists(work))
         for key, row in figures.items():
             print(key, json.dumps(row))
+    elif args.step == "late":
+        figures = late_table(work)
     elif args.step == "loo":
         figures = loo(work, [CONFIGS[c] for c in args.configs.split(",")], work / "checkpoints")
         print_table(figures)
