@@ -145,6 +145,8 @@ CONFIGS = {
         # labels, and with labels that fuse MaxSim in too (a fourth answer-free signal).
         Config("late-aug", teacher="fusion3", feedback_top=5, score_augment=0.5, late=True),
         Config("late4-aug", teacher="fusion4", feedback_top=5, score_augment=0.5, late=True),
+        *[Config(f"late4-aug-s{seed}", teacher="fusion4", feedback_top=5, score_augment=0.5,
+                 late=True, seed=seed) for seed in (1, 2)],
     ]
 }
 
