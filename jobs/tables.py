@@ -279,8 +279,11 @@ MERGE_ATTEMPTS = 4
 # Concurrent{Append,DeleteRead,DeleteDelete,Transaction}Exception, and Protocol/MetadataChanged,
 # which two writers creating the same table at once get (the one whose CREATE lost). And a table
 # "not found" just after this job created it or saw it created: the other creator's log folder
-# is there but its first commit is not yet (the two-writer test failed so once, stop 39).
-_CONFLICT = re.compile(r"Concurrent|ProtocolChanged|MetadataChanged|DELTA_TABLE_NOT_FOUND")
+# is there but its first commit is not yet (the two-writer test failed so once, stop 39). The
+# same moment seen by this job's own create: a location "not empty and not a Delta table"
+# (stop 41, once).
+_CONFLICT = re.compile(r"Concurrent|ProtocolChanged|MetadataChanged|DELTA_TABLE_NOT_FOUND"
+                       r"|DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
 
 
 def insert_new_rows(

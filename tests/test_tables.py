@@ -82,6 +82,30 @@ def test_a_create_lost_to_a_concurrent_job_goes_on_and_any_other_failure_is_rais
         create_delta_table(spark, str(tmp_path / "never"), SCHEMA)
 
 
+def test_a_create_that_finds_the_other_creators_bare_log_is_retried(spark, tmp_path, monkeypatch):
+    """The create's side of the same moment, made certain: the other creator's log folder is
+    there without its first commit, so this job's create fails ("not empty and not a Delta
+    table") and the table does not exist yet; the retry writes every key once."""
+    from jobs import tables
+
+    real, calls = tables.create_delta_table, []
+
+    def bare_log(spark_, ref_, schema_, properties=None):
+        calls.append(ref_)
+        if len(calls) == 1:
+            raise RuntimeError("[DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION] Cannot create "
+                               f"table ('`delta`.`{ref_}`'). The associated location is not "
+                               "empty and also not a Delta table.")
+        return real(spark_, ref_, schema_, properties)
+
+    ref = str(tmp_path / "store")
+    monkeypatch.setattr(tables, "create_delta_table", bare_log)
+    rows = spark.createDataFrame([(f"k{i}", i) for i in range(5)], SCHEMA)
+    assert insert_new_rows(spark, ref, lambda: rows, SCHEMA, ("key",), "test table") == 5
+    assert len(calls) == 2
+    assert sorted(r.value for r in spark.read.format("delta").load(ref).collect()) == [0, 1, 2, 3, 4]
+
+
 def test_a_table_not_found_just_after_its_create_is_retried(spark, tmp_path, monkeypatch):
     """The other race, made certain: the first MERGE finds no table (the other creator's first
     commit not there yet, as Delta reports it); the retry writes every key once. Any other
