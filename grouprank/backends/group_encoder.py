@@ -160,11 +160,7 @@ def context_features(
     that cosine minus the group's mean; zeros where ``context`` is all zeros (unknown)."""
     context = nn.functional.normalize(context, dim=-1)
     docs = nn.functional.normalize(docs, dim=-1)
-    cosine = (docs * context[:, None, :]).sum(-1)
-    weight = mask.float()
-    count = weight.sum(-1, keepdim=True).clamp(min=1)
-    relative = cosine - (cosine * weight).sum(-1, keepdim=True) / count
-    return torch.stack([cosine, relative], dim=-1) * weight[..., None]
+    return relative_features((docs * context[:, None, :]).sum(-1), mask)
 
 
 def rank_features(ranks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
