@@ -752,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="out/heldout")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--config", default="auto",
-                        help="ship: the config to train (auto: the one loo selected)")
+                        help="ship: the config to train; jobs: the config of every fold's "
+                             "head (auto: the one loo selected)")
     parser.add_argument("--output", help="ship: the checkpoint directory")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
@@ -807,7 +808,9 @@ def main(argv: list[str] | None = None) -> int:
                    "fusion_rule": chosen.get("rule"), "summary": summary}
         print(json.dumps(figures, indent=1))
     else:
-        if "old" in args.models.split(",") and not (work / "loo.json").exists():
+        if args.config != "auto":  # every fold's head of this config, whatever loo selected
+            selected = {held: args.config for held in RUNS}
+        elif "old" in args.models.split(",") and not (work / "loo.json").exists():
             selected = {held: "" for held in RUNS}
         else:
             selected = json.loads((work / "loo.json").read_text())["selected"]

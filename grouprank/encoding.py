@@ -107,6 +107,12 @@ class SentenceEncoder(Protocol):
         special tokens included (what ``grouprank.late_interaction`` reads)."""
         ...
 
+    def embed_with_states(
+        self, texts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``embed_batch`` and ``token_states`` of one batch from one forward pass."""
+        ...
+
 
 class SentenceTransformerEncoder:
     """A ``sentence_transformers.SentenceTransformer`` behind ``SentenceEncoder``."""
@@ -140,6 +146,12 @@ class SentenceTransformerEncoder:
     def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         out = self._forward(texts)
         return out["token_embeddings"], out["attention_mask"]
+
+    def embed_with_states(
+        self, texts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self._forward(texts)
+        return out["sentence_embedding"], out["token_embeddings"], out["attention_mask"]
 
     def _forward(self, texts: Sequence[str]) -> dict:
         # sentence-transformers 6 renamed tokenize to preprocess.

@@ -37,26 +37,45 @@ def token_vectors(encoder, texts: Sequence[str], precision: str = "fp32",
                   batch_size: int = DEFAULT_BATCH) -> list[torch.Tensor]:
     """Each text's normalised token states (tokens, hidden), special tokens left out, float32 on
     the CPU, in input order; batches sorted by length as ``grouprank.encoding.encode_texts``."""
+    return _encode(encoder, texts, precision, batch_size, pooled=False)[1]
+
+
+def encode_with_tokens(
+    encoder, texts: Sequence[str], precision: str = "fp32", batch_size: int = DEFAULT_BATCH
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``encode_texts`` and ``token_vectors`` of ``texts`` from one forward pass each: the
+    embedding stage of a head that reads MaxSim pays for its texts' encoder pass once."""
+    return _encode(encoder, texts, precision, batch_size, pooled=True)
+
+
+def _encode(encoder, texts: Sequence[str], precision: str, batch_size: int,
+            pooled: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     import torch
 
     device = str(encoder.device)
     chosen = resolve_precision(precision, device)
+    vectors = torch.empty(len(texts) if pooled else 0, encoder.dimension, dtype=torch.float32)
     out: list[torch.Tensor | None] = [None] * len(texts)
     if not texts:
-        return []
+        return vectors, []
     lengths = [len(i) for i in encoder.token_ids(texts)]
     autocast = torch.autocast("cuda" if device.startswith("cuda") else "cpu",
                               dtype=torch.bfloat16, enabled=chosen == "bf16")
     with torch.inference_mode(), autocast:
         for batch in length_sorted_batches(lengths, batch_size):
-            states, mask = encoder.token_states([texts[i] for i in batch])
+            chunk = [texts[i] for i in batch]
+            if pooled:
+                embedded, states, mask = encoder.embed_with_states(chunk)
+                vectors[batch] = torch.nn.functional.normalize(embedded.float(), dim=-1).cpu()
+            else:
+                states, mask = encoder.token_states(chunk)
             states = torch.nn.functional.normalize(states.float(), dim=-1).cpu()
             real = mask.sum(-1).tolist()
             for row, i in enumerate(batch):
                 # [CLS] first and [SEP] last; a text of nothing but them keeps them.
                 n = int(real[row])
                 out[i] = states[row, 1 : n - 1] if n > 2 else states[row, :n]
-    return out  # type: ignore[return-value]
+    return vectors, out  # type: ignore[return-value]
 
 
 def maxsim(query: torch.Tensor, doc: torch.Tensor) -> float:

@@ -301,7 +301,13 @@ class LeanEncoder(nn.Module):
     def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings of one batch (mean of the token states over the attention mask, then
         normalised if the directory has a Normalize module), on ``device``."""
+        return self.embed_with_states(texts)[0]
+
+    def embed_with_states(
+        self, texts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``embed_batch`` and ``token_states`` of one batch from one forward pass."""
         states, mask = self.token_states(texts)
         weight = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
-        return F.normalize(pooled, p=2, dim=1) if self.normalize else pooled
+        return (F.normalize(pooled, p=2, dim=1) if self.normalize else pooled), states, mask

@@ -119,6 +119,9 @@ class EncoderRef:
     feedback_top: int = 0
     # Whether the head reads each query's first-stage agreement (``agreement_feature``).
     agreement: bool = False
+    # Whether the head reads each document's MaxSim with its query (``late_interaction``): the
+    # embedding stage then gives it from the pass that pools the document's vector.
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def model_ref(spec: str) -> ModelRef:
         config = load_config(path)
         encoder = EncoderRef(
             config.encoder, content_digest(_encoder_path(config.encoder)), config.max_doc_tokens,
-            config.context_top, config.agreement_feature,
+            config.context_top, config.agreement_feature, config.late_interaction,
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,

@@ -32,7 +32,9 @@ class RerankJob:
     # error: an upstream failure must not wipe a night's results).
     allow_empty: bool = False
     # Delta table (path or name) of sentence-encoder embeddings shared across runs and jobs
-    # (group-encoder models): texts found there are not encoded again, new ones are added.
+    # (group-encoder models): texts found there are not encoded again, new ones are added. A
+    # head that reads MaxSim keeps each (query, text) pair's in the table named the same plus
+    # _maxsim.
     embedding_store: str | None = None
     # Delta table (path or name) of group scores shared across runs and jobs (LLM models): a
     # group read before (same query, texts, order, weights, prompt, settings) is not scored again.

@@ -36,6 +36,10 @@ from schemas.embeddings import (
     CONTEXT_INPUT,
     EMBEDDING_STORE,
     EMBEDDINGS,
+    LATE_EMBEDDINGS,
+    MAXSIM_KEY,
+    MAXSIM_STORE,
+    MAXSIM_SUFFIX,
     QUERY_CONTEXT,
     STORE_KEY,
     validate_store,
@@ -71,12 +75,25 @@ def driver_precision(settings: RerankSettings, spark: SparkSession) -> RerankSet
     return dataclasses.replace(settings, precision=chosen)
 
 
-def distinct_texts(scoreable: DataFrame) -> DataFrame:
-    """Every distinct document and query text of the rows to score (``EMBEDDING_TEXTS``)."""
+def distinct_texts(scoreable: DataFrame, late: bool = False) -> DataFrame:
+    """Every distinct document and query text of the rows to score (``EMBEDDING_TEXTS``); with
+    ``late`` (a head that reads MaxSim), each with the distinct queries it is a candidate for
+    (``LATE_TEXTS``)."""
     docs = scoreable.select(F.sha2("text", 256).alias("text_digest"), F.col("text"))
     queries = scoreable.select(F.sha2("query", 256).alias("text_digest"), F.col("query"))
-    return docs.unionByName(queries.withColumnRenamed("query", "text")).dropDuplicates(
-        ["text_digest"]
+    if not late:
+        return docs.unionByName(queries.withColumnRenamed("query", "text")).dropDuplicates(
+            ["text_digest"]
+        )
+    docs = scoreable.select(
+        F.sha2("text", 256).alias("text_digest"), F.col("text"), F.array("query").alias("queries")
+    )
+    only_queries = queries.select(
+        "text_digest", F.col("query").alias("text"), F.array().cast("array<string>").alias("queries")
+    )
+    return docs.unionByName(only_queries).groupBy("text_digest").agg(
+        F.first("text").alias("text"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("queries")))).alias("queries"),
     )
 
 
@@ -95,23 +112,34 @@ def sample_texts(samples: DataFrame, feedback_top: int) -> DataFrame:
 def embed_texts(
     texts: DataFrame, settings: RerankSettings, ref: ModelRef, partitions: int
 ) -> DataFrame:
-    """Embeds every row of ``texts`` in its own Spark stage (``EMBEDDINGS`` rows; lazy)."""
+    """Embeds every row of ``texts`` in its own Spark stage (lazy): ``EMBEDDINGS`` rows, or
+    ``LATE_EMBEDDINGS`` for ``LATE_TEXTS`` (``distinct_texts(..., late=True)``)."""
+    schema = LATE_EMBEDDINGS if "queries" in texts.columns else EMBEDDINGS
     return texts.repartition(partitions, "text_digest").mapInPandas(
-        embed_texts_udf(settings, ref), EMBEDDINGS
+        embed_texts_udf(settings, ref), schema
     )
 
 
 def attach_embeddings(scoreable: DataFrame, vectors: DataFrame) -> DataFrame:
-    """Adds each row's document ``vector`` and ``query_vector`` (every text must have one)."""
+    """Adds each row's document ``vector`` and ``query_vector`` (every text must have one) and,
+    where ``vectors`` carry MaxSims (``LATE_EMBEDDINGS``), the row's ``late`` (null where the
+    embedding stage did not give it, e.g. a text read from the store)."""
     docs = vectors.select(F.col("text_digest").alias("_doc"), F.col("vector"))
     queries = vectors.select(F.col("text_digest").alias("_query"), F.col("vector").alias("query_vector"))
-    return (
+    out = (
         scoreable.withColumn("_doc", F.sha2("text", 256))
         .withColumn("_query", F.sha2("query", 256))
         .join(docs, "_doc")
         .join(queries, "_query")
-        .drop("_doc", "_query")
     )
+    if "late_scores" in vectors.columns:
+        pairs = vectors.select(
+            F.col("text_digest").alias("_doc"),
+            F.explode(F.arrays_zip("late_queries", "late_scores")).alias("_pair"),
+        ).select("_doc", F.col("_pair.late_queries").alias("_query"),
+                 F.col("_pair.late_scores").alias("late"))
+        out = out.join(pairs, ["_doc", "_query"], "left")
+    return out.drop("_doc", "_query")
 
 
 def attach_context(embedded: DataFrame, feedback_top: int, agreement: bool) -> DataFrame:
@@ -188,13 +216,17 @@ def refresh_store(
     """
     key = store_key(settings, ref)
     texts = texts.persist()
+    encoded_now: list[DataFrame] = []  # the last attempt's encoder output, persisted
     try:
         needed = texts.count()
 
         def missing_vectors() -> DataFrame:
             existing = _stored_digests(spark, store, key)
             missing = texts if existing is None else texts.join(existing, "text_digest", "left_anti")
-            return _store_rows(embed_texts(missing, settings, ref, partitions), key, ref)
+            for earlier in encoded_now:
+                earlier.unpersist()
+            encoded_now[:] = [embed_texts(missing, settings, ref, partitions).persist()]
+            return _store_rows(encoded_now[0], key, ref)
 
         encoded = insert_new_rows(spark, store, missing_vectors, EMBEDDING_STORE, STORE_KEY,
                                   "embedding store")
@@ -204,11 +236,86 @@ def refresh_store(
             .select(*EMBEDDINGS.fieldNames())
         )
         report = EmbeddingReport(texts=needed, encoded=encoded)
+        if "queries" in texts.columns:
+            vectors = _with_late(spark, store, texts, vectors,
+                                 encoded_now[0] if encoded else None, settings, ref, partitions)
     finally:
         texts.unpersist()
+        for frame in encoded_now:
+            frame.unpersist()
     log.info("embedding store %s: %d distinct texts, %d encoded now, %d reused", store,
              report.texts, report.encoded, report.reused)
     return vectors, report
+
+
+def maxsim_store_ref(store: str) -> str:
+    """The MaxSim table kept beside the embedding store ``store`` (a path or a table name)."""
+    return store.rstrip("/") + MAXSIM_SUFFIX
+
+
+def _with_late(
+    spark: SparkSession, store: str, texts: DataFrame, vectors: DataFrame,
+    encoded: DataFrame | None, settings: RerankSettings, ref: ModelRef, partitions: int,
+) -> DataFrame:
+    """``vectors`` as ``LATE_EMBEDDINGS`` rows, every (text, query) pair of ``texts``
+    (``LATE_TEXTS``) with its MaxSim, through the MaxSim table beside the store: pairs found
+    there are reused; the texts ``encoded`` now brought theirs from the same encoder pass; only
+    a stored text's pairs with a query new to it are encoded again (that text, those queries).
+    The table gains every new pair by the same insert-only MERGE as the store."""
+    table, key = maxsim_store_ref(store), store_key(settings, ref)
+    pair = ["query_digest", "text_digest"]
+    needed = texts.select("text_digest", "text", F.explode("queries").alias("query")).withColumn(
+        "query_digest", F.sha2("query", 256))
+    fresh = None if encoded is None else _maxsim_pairs(encoded)
+
+    def missing_pairs() -> DataFrame:
+        todo = needed.select(*pair)
+        stored = read_table_if_exists(spark, table, "--embedding-store")
+        if stored is not None:
+            stored = _filtered(validate_store(stored, table, MAXSIM_STORE, "MaxSim table"), key)
+            todo = todo.join(stored.select(*pair), pair, "left_anti")
+        new = None if fresh is None else fresh.join(todo, pair, "left_semi")
+        rest = todo if fresh is None else todo.join(fresh.select(*pair), pair, "left_anti")
+        again = needed.join(rest, pair, "left_semi").groupBy("text_digest").agg(
+            F.first("text").alias("text"),
+            F.array_sort(F.collect_set("query")).alias("queries"))
+        recomputed = _maxsim_pairs(embed_texts(again, settings, ref, partitions))
+        new = recomputed if new is None else new.unionByName(recomputed)
+        return new.select(
+            *[F.lit(v).cast(MAXSIM_STORE[k].dataType).alias(k) for k, v in
+              {"encoder": ref.encoder.name, **key}.items()],
+            *pair, F.col("maxsim").cast("float").alias("maxsim"),
+            F.current_timestamp().alias("created_at"),
+        ).select(*MAXSIM_STORE.fieldNames())
+
+    added = insert_new_rows(spark, table, missing_pairs, MAXSIM_STORE, MAXSIM_KEY, "MaxSim table")
+    log.info("MaxSim table %s: %d new (query, text) pairs", table, added)
+    stored = read_table_if_exists(spark, table, "--embedding-store")
+    if stored is None:  # no pair at all: nothing was ever added
+        stored = spark.createDataFrame([], MAXSIM_STORE)
+    late = (
+        _filtered(stored, key)
+        .join(needed.select(*pair), pair, "left_semi")
+        .groupBy("text_digest")
+        .agg(F.sort_array(F.collect_list(F.struct(*pair[:1], "maxsim"))).alias("_p"))
+        .select("text_digest",
+                F.transform("_p", lambda p: p["query_digest"]).alias("late_queries"),
+                F.transform("_p", lambda p: p["maxsim"]).alias("late_scores"))
+    )
+    empty = F.array().cast
+    return vectors.join(late, "text_digest", "left").select(
+        "text_digest", "vector",
+        F.coalesce("late_queries", empty("array<string>")).alias("late_queries"),
+        F.coalesce("late_scores", empty("array<float>")).alias("late_scores"),
+    )
+
+
+def _maxsim_pairs(late_embeddings: DataFrame) -> DataFrame:
+    """``LATE_EMBEDDINGS`` rows -> one (query_digest, text_digest, maxsim) row per pair."""
+    return late_embeddings.select(
+        "text_digest", F.explode(F.arrays_zip("late_queries", "late_scores")).alias("_p")
+    ).select(F.col("_p.late_queries").alias("query_digest"), "text_digest",
+             F.col("_p.late_scores").alias("maxsim"))
 
 
 def _filtered(store: DataFrame, key: dict[str, object]) -> DataFrame:

@@ -30,6 +30,22 @@ EMBEDDINGS = T.StructType(
     ]
 )
 
+# For a head that reads MaxSim (``GroupEncoderConfig.late_interaction``): each distinct text
+# with the query texts it is a candidate for (empty for a text that is only a query), so the
+# encoder pass that pools the text's vector also gives its MaxSim with each of its queries.
+LATE_TEXTS = T.StructType(
+    [*EMBEDDING_TEXTS.fields,
+     T.StructField("queries", T.ArrayType(T.StringType(), False), False)]
+)
+
+# What the embedding UDF returns for LATE_TEXTS: EMBEDDINGS plus the text's MaxSim with each of
+# its queries (``grouprank.late_interaction``), aligned lists of the queries' sha256 and scores.
+LATE_EMBEDDINGS = T.StructType(
+    [*EMBEDDINGS.fields,
+     T.StructField("late_queries", T.ArrayType(T.StringType(), False), False),
+     T.StructField("late_scores", T.ArrayType(T.FloatType(), False), False)]
+)
+
 # What the query-context UDF reads, grouped by qid: each scoreable row's first-stage rank and
 # vectors (``jobs.embeddings.attach_embeddings``).
 CONTEXT_INPUT = T.StructType(
@@ -74,9 +90,31 @@ EMBEDDING_STORE = T.StructType(
 )
 STORE_KEY = ("encoder_digest", "max_tokens", "precision", "text_digest")
 
+# Beside the embedding store, for heads that read MaxSim (``late_interaction``): one row per
+# (encoder, token limit, precision, query, text) pair ever scored, so a nightly run computes
+# MaxSim only for pairs it has not seen. Its name is the store's plus ``MAXSIM_SUFFIX``; it is
+# only appended to, by the same insert-only MERGE.
+MAXSIM_STORE = T.StructType(
+    [
+        *[EMBEDDING_STORE[name] for name in ("encoder", "encoder_digest", "max_tokens",
+                                             "precision")],
+        # sha256 of the exact query text (hex).
+        T.StructField("query_digest", T.StringType(), False),
+        # sha256 of the exact document text (hex).
+        T.StructField("text_digest", T.StringType(), False),
+        # The document's MaxSim with the query (``grouprank.late_interaction``).
+        T.StructField("maxsim", T.FloatType(), False),
+        # When the row was added.
+        T.StructField("created_at", T.TimestampType(), False),
+    ]
+)
+MAXSIM_KEY = ("encoder_digest", "max_tokens", "precision", "query_digest", "text_digest")
+MAXSIM_SUFFIX = "_maxsim"
 
-def validate_store(df: DataFrame, ref: str) -> DataFrame:
-    """The store with its columns checked (``check_columns``: every column required); raises
-    ``SchemaError`` naming each column that is missing or mistyped."""
-    return check_columns(df, EMBEDDING_STORE, set(EMBEDDING_STORE.fieldNames()),
-                         f"embedding store {ref}")
+
+def validate_store(df: DataFrame, ref: str, schema: T.StructType = EMBEDDING_STORE,
+                   what: str = "embedding store") -> DataFrame:
+    """The store (or, with ``MAXSIM_STORE``, its MaxSim table) with its columns checked
+    (``check_columns``: every column required); raises ``SchemaError`` naming each column that
+    is missing or mistyped."""
+    return check_columns(df, schema, set(schema.fieldNames()), f"{what} {ref}")

@@ -27,6 +27,9 @@ SCORING_GROUPS = T.StructType(
         # How far the query's first stage agrees with the encoder over its whole list (models
         # whose head reads it only): the correlation of log first-stage and log cosine ranks.
         T.StructField("first_stage_agreement", T.DoubleType(), True),
+        # Each document's MaxSim with the query, aligned with docids (heads that read it only);
+        # null where the embedding stage did not give it (the scorer then computes it).
+        T.StructField("lates", T.ArrayType(T.FloatType(), True), True),
     ]
 )
 

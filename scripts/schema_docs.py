@@ -62,6 +62,12 @@ def schema_table(ref: str) -> str:
     module = importlib.import_module(module_name)
     schema = getattr(module, name)
     comments = column_comments(module, name)
+    # A column a schema takes from another of its module's (``[*OTHER.fields, ...]``), not
+    # declared in its own source, keeps the meaning written there.
+    for other in vars(module):
+        if other != name and isinstance(getattr(module, other), type(schema)):
+            for column, meaning in column_comments(module, other).items():
+                comments.setdefault(column, meaning)
     rows = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
     for field in schema.fields:
         meaning = comments.get(field.name, "").replace("|", "\\|")

@@ -207,3 +207,77 @@ def test_the_jobs_first_stage_agreement_is_the_models(spark):
     assert got["short"] is None and np.isnan(expected["short"])
     assert got["q1"] == pytest.approx(expected["q1"], abs=1e-9)
     assert got["q2"] == pytest.approx(expected["q2"], abs=1e-9) and got["q1"] != got["q2"]
+
+
+def _late_head(path) -> str:
+    from grouprank.backends.group_encoder import GroupEncoderConfig, GroupHead, save_head
+
+    torch.manual_seed(0)
+    save_head(GroupHead(GroupEncoderConfig(hidden=32, heads=4, late_interaction=True)).eval(),
+              path)
+    return str(path)
+
+
+def _pairs(spark, store: str) -> dict[tuple[str, str], float]:
+    rows = spark.read.format("delta").load(store + "_maxsim").collect()
+    return {(r.query_digest, r.text_digest): r.maxsim for r in rows}
+
+
+def test_a_maxsim_head_gets_each_pair_from_the_pass_that_pools_its_text(spark, tmp_path):
+    """A head that reads MaxSim: the embedding stage gives every (query, text) pair its MaxSim
+    from the encoder pass that pools the text (no second pass in the scorer), the MaxSim table
+    beside the store keeps the pairs, and a later night computes only the pairs it lacks: a new
+    text's, and an old text's with a new query (that text encoded again, for that query only)."""
+    from grouprank.encoding import loaded_encoder, text_digest
+    from grouprank.late_interaction import maxsim_scores
+    from grouprank.models import model_ref
+    from jobs.embeddings import distinct_texts, refresh_store
+    from jobs.stages.rerank import _scoreable, group_candidates, prepare_candidates
+
+    cand, store = str(tmp_path / "cand"), str(tmp_path / "store")
+    rows = _candidates(spark, cand)
+    settings = RerankSettings(model=_late_head(tmp_path / "late"), partitions=2,
+                              precision="fp32")
+    ref = model_ref(settings.model)
+    encoder = loaded_encoder("minilm")
+
+    def night() -> tuple[object, object]:
+        scoreable = _scoreable(prepare_candidates(spark.read.format("delta").load(cand)))
+        texts = distinct_texts(scoreable, late=True)
+        vectors, report = refresh_store(spark, store, texts, settings, ref, 2)
+        groups = group_candidates(prepare_candidates(spark.read.format("delta").load(cand)),
+                                  settings, ref, 2, vectors).toPandas()
+        return report, groups
+
+    def check(groups, rows) -> None:
+        texts = {(q, d): t for q, _, d, t, *_ in rows}
+        queries = {q: text for q, text, *_ in rows}
+        for group in groups.itertuples():
+            assert all(v is not None for v in group.lates)  # the scorer computes none itself
+            want = maxsim_scores(encoder, queries[group.qid],
+                                 [texts[group.qid, d] for d in group.docids], "fp32")
+            assert list(group.lates) == pytest.approx(want, abs=1e-4)
+
+    # Night 1 through the job: the same ranking with and without the store.
+    stored = rerank_job.run(
+        rerank_job.RerankJob(cand, str(tmp_path / "n1"), DAY, embedding_store=store), settings)
+    assert stored["embeddings"]["encoded"] == 9
+    assert len(_pairs(spark, store)) == 20  # 4 queries x 5 distinct document texts
+    rerank_job.run(rerank_job.RerankJob(cand, str(tmp_path / "plain"), DAY), settings)
+    a, b = _ranked(spark, str(tmp_path / "plain")), _ranked(spark, str(tmp_path / "n1"))
+    assert np.allclose(a.score, b.score, atol=1e-5) and (a.status == "ok").all()
+    # Night 2: d3 edited, and a fifth query over the same documents.
+    rows = _candidates(spark, cand, edit={"d3": "a new text about electric car batteries"})
+    extra = [("q4", "ovens for bread", d, t, 1.0, 1) for d, t in
+             sorted({r[2]: r[3] for r in rows if r[0] == "q0" and r[2] != "d3"}.items())]
+    spark.createDataFrame(extra, CANDIDATES).write.format("delta").mode("append").save(cand)
+    before = _pairs(spark, store)
+    report, groups = night()
+    assert (report.texts, report.encoded) == (10, 2)  # the new text and the new query
+    after = _pairs(spark, store)
+    new = set(after) - set(before)
+    # The new text with each of 4 queries, and q4 with its 5 documents' 4 distinct old texts
+    # (d0 and d5 share one) and nothing else.
+    assert len(new) == 4 + 4 and after.items() >= before.items()
+    assert sum(1 for q, _ in new if q == text_digest("ovens for bread")) == 4
+    check(groups, rows + extra)

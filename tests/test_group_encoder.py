@@ -15,6 +15,7 @@ from grouprank.backends import GroupInput
 from grouprank.backends.group_encoder import (
     CONFIG_FILE,
     GroupEncoderConfig,
+    GroupEncoderScorer,
     GroupHead,
     expected_scores,
     first_stage_agreement,
@@ -344,7 +345,8 @@ def test_rerank_job_feeds_an_agreement_reading_head(spark, tmp_path):
 def test_rerank_job_feeds_a_late_interaction_head(spark, tmp_path):
     from grouprank.encoding import embed_in_memory, loaded_encoder
     from grouprank.late_interaction import maxsim_scores
-    from jobs.stages.rerank import check_candidates, rerank
+    from grouprank.models import model_ref
+    from jobs.stages.rerank import check_candidates, group_candidates, prepare_candidates, rerank
     from schemas import CANDIDATES
 
     torch.manual_seed(0)
@@ -360,6 +362,11 @@ def test_rerank_job_feeds_a_late_interaction_head(spark, tmp_path):
     frame = rerank(checked, settings, dt.date(2026, 12, 7)).toPandas()
     frame = frame.sort_values("docid").reset_index(drop=True)
     assert len(frame) == 6 and set(frame.status) == {"ok"}
+    # The embedding stage gave every document its MaxSim: the scorer encodes none again.
+    groups = group_candidates(prepare_candidates(checked), settings,
+                              model_ref(settings.model), 2).toPandas()
+    assert sum(len(g) for g in groups.lates) == 6
+    assert all(v is not None for g in groups.lates for v in g)
     # Parity: the head read in-process with the library's MaxSim of each group's texts gives
     # the job's scores; with the MaxSim zeroed it gives other scores, so the head reads it.
     query = embed_in_memory("minilm", ["solar panels"], precision="fp32")[0]
@@ -594,3 +601,23 @@ def test_a_checkpoint_carries_one_fusion_rule_and_a_bad_one_fails_on_loading(tmp
     (tmp_path / "ckpt" / CONFIG_FILE).write_text(json.dumps({**config, "fusion_center": 0.6}))
     with pytest.raises(ValueError, match="fusion_center and fusion_slope are set together"):
         model_ref(str(tmp_path / "ckpt"))
+
+
+def test_the_scorer_computes_only_the_maxsims_it_was_not_given(tmp_path):
+    from grouprank.encoding import loaded_encoder
+    from grouprank.late_interaction import maxsim_scores
+
+    save_head(GroupHead(GroupEncoderConfig(hidden=32, heads=4, late_interaction=True)).eval(),
+              tmp_path / "ckpt")
+    scorer = GroupEncoderScorer(tmp_path / "ckpt", precision="fp32")
+    texts = ("solar panels on a roof", "baking bread", "river fish")
+    groups = [GroupInput(query="solar panels", texts=texts, late_scores=(0.25, None, float("nan"))),
+              GroupInput(query="bread", texts=texts[:2])]
+    late = scorer._late(groups, torch.Size([2, 3]))
+    encoder = loaded_encoder("minilm")
+    first = maxsim_scores(encoder, "solar panels", texts, "fp32")
+    assert late[0].tolist() == pytest.approx([0.25, *first[1:]], abs=1e-5)
+    assert late[1, :2].tolist() == pytest.approx(maxsim_scores(encoder, "bread", texts[:2], "fp32"),
+                                                abs=1e-5)
+    with pytest.raises(ValueError, match="2 MaxSim scores for a group of 3 documents"):
+        scorer._late([GroupInput(query="q", texts=texts, late_scores=(0.1, 0.2))], torch.Size([1, 3]))

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+import numpy as np
 import pandas as pd
+
+from grouprank.encoding import text_digest
 
 from grouprank.models import SENTENCE_ENCODER, ModelRef
 from grouprank.settings import RerankSettings
@@ -21,7 +24,8 @@ from udfs.cache import cached, task_device
 def embed_texts_udf(
     settings: RerankSettings, ref: ModelRef
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """Builds the ``mapInPandas`` function from ``EMBEDDING_TEXTS`` rows to ``EMBEDDINGS`` rows.
+    """Builds the ``mapInPandas`` function from ``EMBEDDING_TEXTS`` rows to ``EMBEDDINGS`` rows,
+    or from ``LATE_TEXTS`` to ``LATE_EMBEDDINGS`` (a head that reads MaxSim: ``ref.encoder.late``).
 
     Only ``settings.precision`` (resolved) and ``trust_remote_code`` are read.
 
@@ -35,18 +39,21 @@ def embed_texts_udf(
             if batch.empty:
                 continue
             if encode is None:
-                encode = text_encoder(settings, ref, task_device())
+                late = "queries" in batch.columns
+                encode = text_encoder(settings, ref, task_device(), late)
             yield _embed_batch(encode, batch)
 
     return embed
 
 
-def text_encoder(settings: RerankSettings, ref: ModelRef, device: str):
-    """``texts -> vectors`` on the weights this worker has cached for ``ref``."""
+def text_encoder(settings: RerankSettings, ref: ModelRef, device: str, late: bool = False):
+    """``texts -> vectors`` on the weights this worker has cached for ``ref``; with ``late``
+    (a group encoder's head that reads MaxSim), ``(texts, queries) -> (vectors, MaxSims)``."""
     if ref.kind != SENTENCE_ENCODER:
         from udfs.scoring import get_scorer
 
-        return get_scorer(settings, ref, device).embed
+        scorer = get_scorer(settings, ref, device)
+        return scorer.embed_with_late if late else scorer.embed
     from grouprank.backends.group_encoder import load_sentence_encoder
     from grouprank.encoding import encode_texts, resolve_precision
 
@@ -60,9 +67,19 @@ def text_encoder(settings: RerankSettings, ref: ModelRef, device: str):
 
 def _embed_batch(encode, batch: pd.DataFrame) -> pd.DataFrame:
     """One Arrow batch of texts embedded (the fault injector wraps this)."""
-    vectors = encode([str(t) for t in batch["text"]])
+    texts = [str(t) for t in batch["text"]]
+    late = "queries" in batch.columns
+    if late:
+        queries = [[str(q) for q in block] for block in batch["queries"]]
+        vectors, scores = encode(texts, queries)
+    else:
+        vectors = encode(texts)
     if len(vectors) != len(batch):
         raise RuntimeError(f"the encoder returned {len(vectors)} vectors for {len(batch)} texts")
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {"text_digest": batch["text_digest"].to_numpy(), "vector": list(vectors.numpy())}
     )
+    if late:
+        out["late_queries"] = [[text_digest(q) for q in block] for block in queries]
+        out["late_scores"] = [np.asarray(block, dtype=np.float32) for block in scores]
+    return out

@@ -93,6 +93,7 @@ def group_inputs(groups: pd.DataFrame) -> list[GroupInput]:
     contexts = groups["context_vector"] if "context_vector" in groups.columns else absent
     agreements = (groups["first_stage_agreement"] if "first_stage_agreement" in groups.columns
                   else absent)
+    lates = groups["lates"] if "lates" in groups.columns else absent
     return [
         GroupInput(
             query=str(query),
@@ -104,11 +105,13 @@ def group_inputs(groups: pd.DataFrame) -> list[GroupInput]:
             context_vector=context,
             first_stage_agreement=None if agreement is None or pd.isna(agreement)
             else float(agreement),
+            late_scores=None if late is None
+            else tuple(None if pd.isna(v) else float(v) for v in late),
         )
-        for query, texts, scores, group_ranks, query_vector, group_vectors, context, agreement
-        in zip(
+        for query, texts, scores, group_ranks, query_vector, group_vectors, context, agreement,
+        late in zip(
             groups["query"], groups["texts"], groups["scores"], ranks, query_vectors, vectors,
-            contexts, agreements, strict=True,
+            contexts, agreements, lates, strict=True,
         )
     ]
 

@@ -29,6 +29,9 @@ class GroupInput:
     # The query's first-stage agreement with the encoder over its whole list (the group
     # encoder's ``agreement_feature``); None = the backbone measures it on this group.
     first_stage_agreement: float | None = None
+    # Each document's MaxSim with the query (the group encoder's ``late_interaction``), aligned
+    # with ``texts``; None (all or some) = the backbone computes it from the texts.
+    late_scores: tuple[float | None, ...] | None = None
 
 
 @dataclass(frozen=True)

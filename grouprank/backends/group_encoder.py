@@ -289,6 +289,36 @@ class GroupEncoderScorer:
 
         return encode_texts(self.encoder, list(texts), self.precision)
 
+    def embed_with_late(
+        self, texts: Sequence[str], queries: Sequence[Sequence[str]]
+    ) -> tuple[torch.Tensor, list[list[float]]]:
+        """``embed(texts)``, and each text's MaxSim with each of its ``queries`` (aligned lists),
+        from the one encoder pass that pools the vectors: what the embedding stage gives a head
+        that reads MaxSim, so its documents are not encoded a second time to score them."""
+        from grouprank.late_interaction import encode_with_tokens, maxsim
+
+        vectors, tokens = encode_with_tokens(self.encoder, list(texts), self.precision)
+        wanted = list(dict.fromkeys(q for block in queries for q in block))
+        query_tokens = dict(zip(wanted, self._query_tokens(wanted), strict=True))
+        late = [[maxsim(query_tokens[q], doc) for q in block]
+                for doc, block in zip(tokens, queries, strict=True)]
+        return vectors, late
+
+    def _query_tokens(self, queries: list[str]) -> list[torch.Tensor]:
+        """The queries' token vectors, each query encoded once per process (a bounded memo:
+        queries are few and short beside the documents)."""
+        from grouprank.late_interaction import token_vectors
+
+        # Shared with with_precision's copies (a shallow copy), hence the precision in the key.
+        memo = self.__dict__.setdefault("_query_memo", {})
+        missing = [q for q in queries if (self.precision, q) not in memo]
+        if missing:
+            if len(memo) + len(missing) > _QUERY_MEMO:
+                memo.clear()
+            vectors = token_vectors(self.encoder, missing, self.precision)
+            memo.update(zip([(self.precision, q) for q in missing], vectors, strict=True))
+        return [memo[self.precision, q] for q in queries]
+
     @torch.inference_mode()
     def score_groups(self, groups: Sequence[GroupInput]) -> list[GroupResult]:
         if not groups:
@@ -348,21 +378,32 @@ class GroupEncoderScorer:
         return torch.tensor(values, dtype=torch.float32).to(self.device)
 
     def _late(self, groups: Sequence[GroupInput], shape: torch.Size) -> torch.Tensor | None:
-        """Each document's MaxSim with its group's query (B, N), computed from the texts with
-        the scorer's encoder, for a head that reads it."""
+        """Each document's MaxSim with its group's query (B, N), for a head that reads it: as
+        given (``GroupInput.late_scores``, from the embedding stage), else computed here from
+        the texts with the scorer's encoder."""
         if not self.head.config.late_interaction:
             return None
         from grouprank.late_interaction import maxsim, token_vectors
 
-        queries = list(dict.fromkeys(g.query for g in groups))
-        texts = [t for g in groups for t in g.texts]
-        vectors = token_vectors(self.encoder, queries + texts, self.precision)
-        query_vectors = dict(zip(queries, vectors[: len(queries)]))
-        docs = iter(vectors[len(queries) :])
         late = torch.zeros(shape)
+        missing = []  # (group, position) of each document without a given MaxSim
         for i, group in enumerate(groups):
-            for j in range(len(group.texts)):
-                late[i, j] = maxsim(query_vectors[group.query], next(docs))
+            given = group.late_scores or (None,) * len(group.texts)
+            if len(given) != len(group.texts):
+                raise ValueError(f"{len(given)} MaxSim scores for a group of "
+                                 f"{len(group.texts)} documents")
+            for j, value in enumerate(given):
+                if value is None or value != value:  # None or NaN: not given
+                    missing.append((i, j))
+                else:
+                    late[i, j] = float(value)
+        if missing:
+            queries = list(dict.fromkeys(groups[i].query for i, _ in missing))
+            query_vectors = dict(zip(queries, self._query_tokens(queries), strict=True))
+            docs = token_vectors(self.encoder, [groups[i].texts[j] for i, j in missing],
+                                 self.precision)
+            for (i, j), doc in zip(missing, docs, strict=True):
+                late[i, j] = maxsim(query_vectors[groups[i].query], doc)
         return late.to(self.device)
 
     def _vectors(self, groups: Sequence[GroupInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -385,6 +426,11 @@ class GroupEncoderScorer:
                 blocks.append(flat[start : start + n])
                 start += n
         return torch.stack(query_rows), blocks
+
+
+# Queries whose token vectors a scorer keeps (``GroupEncoderScorer._query_tokens``): ~20 tokens of
+# 384 floats each, ~30 KB a query, so at most ~60 MB.
+_QUERY_MEMO = 2_000
 
 
 def _stack(value) -> np.ndarray:

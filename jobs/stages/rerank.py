@@ -89,15 +89,16 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     embedded = "vector" in candidates.columns
     feedback = "context_vector" in candidates.columns
     agreement = "first_stage_agreement" in candidates.columns
+    late = "late" in candidates.columns
     ranked = "first_stage_rank" in candidates.columns
     columns = ["qid", "query", "docid", "text", "score"] + (
         ["first_stage_rank"] if listwise or ranked else []
     ) + (["vector", "query_vector"] if embedded else []) + (
         ["context_vector"] if feedback else []
-    ) + (["first_stage_agreement"] if agreement else [])
+    ) + (["first_stage_agreement"] if agreement else []) + (["late"] if late else [])
     member = ["pos", "docid", "text", "score"] + (["first_stage_rank"] if ranked else []) + (
         ["vector"] if embedded else []
-    )
+    ) + (["late"] if late else [])
     rows = (
         candidates.select(*columns)
         .withColumn("repeat", repeats)
@@ -133,6 +134,7 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
             ),
             *([F.col("context_vector")] if feedback else []),
             *([F.col("first_stage_agreement")] if agreement else []),
+            *([F.transform("members", lambda m: m["late"]).alias("lates")] if late else []),
         )
     )
 
@@ -215,7 +217,8 @@ def _embed_once(
     """The vectors of the scoreable rows' distinct texts, persisted: they are read by several
     joins (documents, queries, the feedback vector, the agreement), and the encoder would
     otherwise run once per join."""
-    return embed_texts(distinct_texts(scoreable), settings, ref, partitions).persist()
+    texts = distinct_texts(scoreable, late=ref.encoder.late)
+    return embed_texts(texts, settings, ref, partitions).persist()
 
 
 def _agreement_sets_weight(settings: RerankSettings, ref: ModelRef) -> bool:
@@ -556,7 +559,8 @@ def _embed(
     if job.embedding_store:
         with stage(spark, f"rerank: embedding new texts into {job.embedding_store}"):
             vectors, found = refresh_store(
-                spark, job.embedding_store, distinct_texts(scoreable), settings, ref, partitions
+                spark, job.embedding_store, distinct_texts(scoreable, late=ref.encoder.late),
+                settings, ref, partitions
             )
             vectors = vectors.persist()
             vectors.count()
