@@ -258,14 +258,11 @@ def test_a_maxsim_head_gets_each_pair_from_the_pass_that_pools_its_text(spark, t
                                  [texts[group.qid, d] for d in group.docids], "fp32")
             assert list(group.lates) == pytest.approx(want, abs=1e-4)
 
-    # Night 1 through the job: the same ranking with and without the store.
+    # Night 1 through the job (the head's scores with the MaxSims given: test_group_encoder).
     stored = rerank_job.run(
         rerank_job.RerankJob(cand, str(tmp_path / "n1"), DAY, embedding_store=store), settings)
-    assert stored["embeddings"]["encoded"] == 9
+    assert stored["embeddings"]["encoded"] == 9 and stored["status_counts"] == {"ok": 24}
     assert len(_pairs(spark, store)) == 20  # 4 queries x 5 distinct document texts
-    rerank_job.run(rerank_job.RerankJob(cand, str(tmp_path / "plain"), DAY), settings)
-    a, b = _ranked(spark, str(tmp_path / "plain")), _ranked(spark, str(tmp_path / "n1"))
-    assert np.allclose(a.score, b.score, atol=1e-5) and (a.status == "ok").all()
     # Night 2: d3 edited, and a fifth query over the same documents.
     rows = _candidates(spark, cand, edit={"d3": "a new text about electric car batteries"})
     extra = [("q4", "ovens for bread", d, t, 1.0, 1) for d, t in
