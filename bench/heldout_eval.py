@@ -878,9 +878,10 @@ def run_jobs(work: Path, selected: dict, models: set[str], lists: set[str]) -> d
                 output = str(work / "reranked" / slug)
                 record = work / "jobs" / f"{slug}.json"
                 fusion_choice = choice if model != "default" else None
-                if record.is_file():  # measured by an earlier run of this step, same rule?
+                if record.is_file():  # measured by an earlier run of this step, same head?
                     entry = json.loads(record.read_text())
-                    if entry.get("fusion_choice") == fusion_choice:
+                    same = config if model != "default" else None
+                    if entry.get("fusion_choice") == fusion_choice and entry.get("config") == same:
                         figures.setdefault(f"{held}/{run}", {})[label] = entry
                         continue
                 started = time.time()
