@@ -477,6 +477,9 @@ def _set_config(path: Path, **values) -> None:
 HEAD_RELIABILITIES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 LOGISTIC_CENTERS = tuple(round(0.5 + 0.025 * k, 3) for k in range(11))
 LOGISTIC_SLOPES = (8.0, 12.0, 16.0, 20.0, 30.0)
+# The echo threshold the rules are also tried with, fixed before any figure was seen: a first
+# stage agreeing 0.95 or more with the encoder is, to within ties, the encoder's own ranking.
+ECHO = 0.95
 WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
 
 
@@ -486,6 +489,9 @@ def fusion_rules() -> dict[str, FusionRule]:
     rules = {f"reliability {r}": FusionRule(reliability=r) for r in HEAD_RELIABILITIES}
     rules.update({f"logistic {c} {k:g}": FusionRule(center=c, slope=k)
                   for c in LOGISTIC_CENTERS for k in LOGISTIC_SLOPES})
+    # Each also with an echo threshold: the encoder's own ranking gets the head alone.
+    rules.update({f"{label} echo {ECHO}": replace(rule, echo=ECHO)
+                  for label, rule in list(rules.items())})
     return rules
 
 
@@ -493,7 +499,7 @@ def rule_config(rule: dict | None) -> dict:
     """A rule as ``FusionRule.describe`` gives it -> the checkpoint fields that carry it."""
     rule = rule or {}
     return {"fusion_reliability": rule.get("reliability"), "fusion_center": rule.get("center"),
-            "fusion_slope": rule.get("slope")}
+            "fusion_slope": rule.get("slope"), "fusion_echo": rule.get("echo")}
 
 
 def fusion_table(work: Path, config: str, checkpoints: Path, repeats: int = 1) -> dict:

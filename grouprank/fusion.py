@@ -18,7 +18,10 @@ That model still gives a weak first stage 14-21% of the blend, where the head al
 on every BM25 list. ``logistic_weight`` is the other rule a checkpoint can carry
 (``fusion_center``, ``fusion_slope``): the head alone below the agreement ``center``, a fast
 hand-over to the first stage above it. ``FusionRule`` is whichever of the two a checkpoint
-carries; the held-out benchmark chooses between them per fold on the other collections.
+carries; the held-out benchmark chooses between them per fold on the other collections. Either
+can carry an ``echo`` threshold: a first stage that agrees with the encoder at or above it is the
+encoder's own ranking, whose information the head already reads (a head with MaxSim beats MiniLM's
+own dense ranking alone), so the head scores alone.
 
 The first stage enters the fusion by its rank (``rank_prior``), never its score's scale or
 distribution: BM25 scores, dot products and calibrated probabilities of one order fuse alike.
@@ -90,6 +93,8 @@ class FusionRule:
     reliability: float | None = None
     center: float | None = None
     slope: float | None = None
+    # At or above this agreement the head scores alone (weight 1); None = never.
+    echo: float | None = None
 
     def __post_init__(self) -> None:
         if (self.center is None) != (self.slope is None):
@@ -106,6 +111,8 @@ class FusionRule:
             raise ValueError(f"fusion_center must be in [-1, 1], got {self.center}")
         if self.slope is not None and not self.slope > 0.0:
             raise ValueError(f"fusion_slope must be > 0, got {self.slope}")
+        if self.echo is not None and not 0.0 < self.echo <= 1.0:
+            raise ValueError(f"fusion_echo must be in (0, 1], got {self.echo}")
 
     @classmethod
     def from_config(cls, config) -> FusionRule | None:
@@ -114,19 +121,28 @@ class FusionRule:
         values = {"reliability": getattr(config, "fusion_reliability", None),
                   "center": getattr(config, "fusion_center", None),
                   "slope": getattr(config, "fusion_slope", None)}
-        return cls(**values) if any(v is not None for v in values.values()) else None
+        echo = getattr(config, "fusion_echo", None)
+        if not any(v is not None for v in values.values()):
+            if echo is not None:
+                raise ValueError("fusion_echo needs a rule: fusion_reliability or fusion_center "
+                                 "with fusion_slope")
+            return None
+        return cls(**values, echo=echo)
 
     def weight(self, agreement: float) -> float:
         """The reranker's fusion weight for a table of mean first-stage ``agreement``."""
+        if self.echo is not None and agreement >= self.echo:
+            return 1.0
         if self.reliability is not None:
             return agreement_weight(agreement, self.reliability)
         return logistic_weight(agreement, self.center, self.slope)
 
     def describe(self) -> dict:
         """The rule's parameters, as the job summary records them."""
+        echo = {} if self.echo is None else {"echo": self.echo}
         if self.reliability is not None:
-            return {"rule": "reliability", "reliability": self.reliability}
-        return {"rule": "logistic", "center": self.center, "slope": self.slope}
+            return {"rule": "reliability", "reliability": self.reliability, **echo}
+        return {"rule": "logistic", "center": self.center, "slope": self.slope, **echo}
 
 
 def rank_prior(rank, count):

@@ -593,9 +593,19 @@ def test_a_checkpoint_carries_one_fusion_rule_and_a_bad_one_fails_on_loading(tmp
                          ({"fusion_reliability": 0.8, "fusion_center": 0.6, "fusion_slope": 9},
                           "not both"),
                          ({"fusion_center": 0.6, "fusion_slope": 0.0}, "fusion_slope must be > 0"),
-                         ({"fusion_reliability": 1.0}, r"fusion_reliability must be in \(0, 1\)")):
+                         ({"fusion_reliability": 1.0}, r"fusion_reliability must be in \(0, 1\)"),
+                         ({"fusion_echo": 0.95}, "fusion_echo needs a rule"),
+                         ({"fusion_reliability": 0.8, "fusion_echo": 1.5},
+                          r"fusion_echo must be in \(0, 1\]")):
         with pytest.raises(ValueError, match=message):
             GroupEncoderConfig(**bad)
+    # The echo threshold: the encoder's own ranking gets the head alone; below it, the rule.
+    echo = FusionRule.from_config(GroupEncoderConfig(fusion_center=0.525, fusion_slope=30.0,
+                                                     fusion_echo=0.95))
+    plain = FusionRule(center=0.525, slope=30.0)
+    assert echo.weight(1.0) == echo.weight(0.95) == 1.0 and plain.weight(1.0) < 1e-6
+    assert echo.weight(0.6) == plain.weight(0.6) < 0.1
+    assert echo.describe() == {**plain.describe(), "echo": 0.95}
     save_head(GroupHead(GroupEncoderConfig(hidden=32, heads=4)).eval(), tmp_path / "ckpt")
     config = json.loads((tmp_path / "ckpt" / CONFIG_FILE).read_text())
     (tmp_path / "ckpt" / CONFIG_FILE).write_text(json.dumps({**config, "fusion_center": 0.6}))

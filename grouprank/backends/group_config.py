@@ -52,6 +52,10 @@ class GroupEncoderConfig:
     # (``grouprank.fusion.logistic_weight``; ``fusion_slope`` sets how fast).
     fusion_center: float | None = None
     fusion_slope: float | None = None
+    # With either rule: at or above this agreement the first stage is taken to be the encoder's
+    # own ranking (its cosine, which the head already reads), so fusing it in adds nothing the
+    # head lacks and the head scores alone (weight 1). None: the rule alone.
+    fusion_echo: float | None = None
     # Whether the head also reads each document's first-stage rank in the query's whole list
     # (``GroupInput.first_stage_rank``); checkpoints from before it was a feature read only the
     # scores normalised within the group.
@@ -67,8 +71,9 @@ class GroupEncoderConfig:
     # stronger one more often, so the head can learn how far to defer to it.
     agreement_feature: bool = False
     # Whether the head reads each document's late-interaction score: the encoder's MaxSim of
-    # query and document token states (``grouprank.late_interaction``), which the scorer
-    # computes from the group's texts (one more encoder pass per scored document).
+    # query and document token states (``grouprank.late_interaction``), which the reranking
+    # job's embedding stage gives from the pass that pools the document's vector (the scorer
+    # computes it for documents that arrive without one).
     late_interaction: bool = False
 
     def __post_init__(self) -> None:
