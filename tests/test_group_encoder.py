@@ -573,6 +573,17 @@ def test_the_first_stage_agreement_sets_the_fusion_weight_per_table(spark, tmp_p
     assert by_logistic["weight"] != pytest.approx(fusion["weight"], abs=1e-3)
     assert (by_logistic["rule"], by_logistic["center"], by_logistic["slope"]) == (
         "logistic", 0.3, 12.0)
+    # With an echo threshold, a first stage that ranks as the encoder does is its own ranking,
+    # which the head already reads: the head scores alone.
+    shutil.copytree(tmp_path / "ckpt", tmp_path / "echo")
+    (tmp_path / "echo" / CONFIG_FILE).write_text(json.dumps({**config, "fusion_echo": 0.95}))
+    echo = replace(settings, model=str(tmp_path / "echo"))
+    prepared = prepare_candidates(spark.read.format("delta").load(str(tmp_path / "agree")))
+    _, by_echo = rerank_job.resolve_fusion(
+        prepared, embed_texts(distinct_texts(prepared), settings, ref, 2), echo,
+        model_ref(echo.model))
+    assert by_echo["first_stage_agreement"] == pytest.approx(1.0, abs=1e-9)
+    assert (by_echo["weight"], by_echo["rule"], by_echo["echo"]) == (1.0, "reliability", 0.95)
     # Two documents a query: no agreement to measure, so the model's own weight.
     _, fusion = resolved("two", "docid IN ('d0', 'd1')")
     assert fusion == {"weight": 0.5, "set_by": "model (no agreement measurable)"}
