@@ -79,19 +79,16 @@ def distinct_texts(scoreable: DataFrame, late: bool = False) -> DataFrame:
     """Every distinct document and query text of the rows to score (``EMBEDDING_TEXTS``); with
     ``late`` (a head that reads MaxSim), each with the distinct queries it is a candidate for
     (``LATE_TEXTS``)."""
-    docs = scoreable.select(F.sha2("text", 256).alias("text_digest"), F.col("text"))
-    queries = scoreable.select(F.sha2("query", 256).alias("text_digest"), F.col("query"))
+    none = F.array().cast("array<string>")
+    docs = scoreable.select(F.sha2("text", 256).alias("text_digest"), F.col("text"),
+                            *([F.array("query").alias("queries")] if late else []))
+    queries = scoreable.select(F.sha2("query", 256).alias("text_digest"),
+                               F.col("query").alias("text"),
+                               *([none.alias("queries")] if late else []))
+    texts = docs.unionByName(queries)
     if not late:
-        return docs.unionByName(queries.withColumnRenamed("query", "text")).dropDuplicates(
-            ["text_digest"]
-        )
-    docs = scoreable.select(
-        F.sha2("text", 256).alias("text_digest"), F.col("text"), F.array("query").alias("queries")
-    )
-    only_queries = queries.select(
-        "text_digest", F.col("query").alias("text"), F.array().cast("array<string>").alias("queries")
-    )
-    return docs.unionByName(only_queries).groupBy("text_digest").agg(
+        return texts.dropDuplicates(["text_digest"])
+    return texts.groupBy("text_digest").agg(
         F.first("text").alias("text"),
         F.array_sort(F.array_distinct(F.flatten(F.collect_list("queries")))).alias("queries"),
     )
@@ -133,11 +130,9 @@ def attach_embeddings(scoreable: DataFrame, vectors: DataFrame) -> DataFrame:
         .join(queries, "_query")
     )
     if "late_scores" in vectors.columns:
-        pairs = vectors.select(
-            F.col("text_digest").alias("_doc"),
-            F.explode(F.arrays_zip("late_queries", "late_scores")).alias("_pair"),
-        ).select("_doc", F.col("_pair.late_queries").alias("_query"),
-                 F.col("_pair.late_scores").alias("late"))
+        pairs = _maxsim_pairs(vectors).select(F.col("text_digest").alias("_doc"),
+                                              F.col("query_digest").alias("_query"),
+                                              F.col("maxsim").alias("late"))
         out = out.join(pairs, ["_doc", "_query"], "left")
     return out.drop("_doc", "_query")
 
