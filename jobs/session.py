@@ -55,6 +55,15 @@ INTERPRETED_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+# For the same tiny tables, also one shuffle partition and no adaptive execution: adaptive
+# execution runs each query as a Spark job per shuffle and plans again between them (a warm
+# 24-row rerank: 48 jobs and 149 stages with it, 22 and 78 without), which a few rows never earn
+# back (docs/BENCHMARKS.md, stop 43). The demo's session; never for real tables.
+TINY_TABLE_CONF = {
+    **INTERPRETED_CONF,
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "1",
+}
 # The list of jars in a filled cache folder, one file name a line; written last, so a folder
 # without it is an interrupted fill.
 _MANIFEST = "jars.txt"

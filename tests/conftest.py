@@ -42,25 +42,19 @@ def spark(tmp_path_factory, fault_file):
     until a test arms it with the ``fault`` fixture.
     """
     os.environ.setdefault("GROUPRANK_CACHE", str(Path.home() / ".cache" / "grouprank"))
-    from jobs.session import INTERPRETED_CONF, get_session
+    from jobs.session import TINY_TABLE_CONF, get_session
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     conf = {
         "spark.sql.warehouse.dir": str(warehouse),
         "spark.ui.enabled": "false",
-        # One shuffle partition: the tests' tables are tiny (AQE coalesces their shuffles to one
-        # partition anyway) and scoring sets its own partitions (--partitions, repartition), so
-        # this covers the same plans; it saved 12-14% of the rerank and publish tests' time.
-        "spark.sql.shuffle.partitions": "1",
-        # The tables here are a few rows: interpreting costs less than compiling each plan
-        # (jobs/session.py INTERPRETED_CONF). The job processes, the cluster and Connect tests
-        # keep Spark's default code generation, so compiled plans are still run end to end.
-        **INTERPRETED_CONF,
-        # Adaptive execution off: on tables this small it only splits each query into a Spark
-        # job per shuffle and re-plans between them (a warm 24-row rerank: 48 jobs and 149 stages
-        # with it, 22 and 78 without); the rerank, score-cache and correctness tests ran 10% faster
-        # (docs/BENCHMARKS.md). The job processes, the cluster and Connect keep it on.
-        "spark.sql.adaptive.enabled": "false",
+        # The tables here are a few rows (jobs/session.py TINY_TABLE_CONF): expressions
+        # interpreted, not compiled; one shuffle partition (scoring sets its own, --partitions);
+        # no adaptive execution, which split a warm 24-row rerank into 48 Spark jobs (22 without)
+        # and cost the rerank, score-cache and correctness tests 10% (docs/BENCHMARKS.md). The
+        # job processes, the cluster and Connect keep code generation and adaptive execution,
+        # so compiled and adaptive plans are still run end to end.
+        **TINY_TABLE_CONF,
         "spark.executorEnv.PYTHONPATH": str(FAULTS),
         "spark.executorEnv.GROUPRANK_TEST_FAULT_FILE": str(fault_file),
     }

@@ -20,7 +20,7 @@ from grouprank.models import model_ref
 from grouprank.settings import RerankSettings
 from jobs.configs import DemoJob, RerankJob
 from jobs.progress import stage
-from jobs.session import INTERPRETED_CONF, get_session
+from jobs.session import TINY_TABLE_CONF, get_session
 from jobs.warmup import warm_if_new_session
 from jobs.stages import rerank
 from jobs.stages.ingest import table_refs
@@ -93,8 +93,9 @@ def run(job: DemoJob) -> dict:
     workdir = Path(job.workdir).resolve()
     # One short job in a JVM that exits after it: the JIT's first tier is enough (jobs/session.py).
     os.environ.setdefault("GROUPRANK_QUICK_JIT", "1")
-    # 19 rows: cheaper to interpret than to compile (jobs/session.py INTERPRETED_CONF).
-    spark = get_session("grouprank-demo", conf=INTERPRETED_CONF)
+    # 19 rows: cheaper to interpret than to compile, in one partition (jobs/session.py
+    # TINY_TABLE_CONF).
+    spark = get_session("grouprank-demo", conf=TINY_TABLE_CONF)
     settings = RerankSettings()
     warm_if_new_session(spark, settings, model_ref(settings.model))  # as rerank would, sooner
     candidates, output = str(workdir / "candidates"), str(workdir / "reranked")
