@@ -316,13 +316,15 @@ class Lists:
         return rows
 
     def scores(self, head, fusion_weight: float, seed: int = 0,
-               first_stage: np.ndarray | None = None, repeats: int = 1) -> np.ndarray:
+               first_stage: np.ndarray | None = None, repeats: int = 1,
+               groups: dict | None = None) -> np.ndarray:
         """Each candidate's final score as the job makes it: random groups of 20, the head's
         0-10 score (the mean over ``repeats`` reshufflings, as ``--repeats``), fused with the
         first stage's rank prior at ``fusion_weight``. The head reads ``first_stage`` (default:
-        the list's scores), which must keep their order."""
+        the list's scores), which must keep their order. ``groups`` (qid -> row-index arrays
+        of the frame, e.g. a job's own) replaces the random draw."""
         if repeats > 1:
-            model = np.mean([self.scores(head, 1.0, seed + r, first_stage)
+            model = np.mean([self.scores(head, 1.0, seed + r, first_stage, groups=groups)
                              for r in range(repeats)], axis=0)
             return fusion_weight * model + (1 - fusion_weight) * first_stage_prior(
                 self.frame).values
@@ -330,13 +332,14 @@ class Lists:
         given = f["score"].values if first_stage is None else first_stage
         rng = np.random.default_rng(seed)
         top = head.config.context_top
-        for idx in self.by_query.values():
-            groups = [idx[g] for g in deal_groups(len(idx), GROUP_SIZE, rng)]
-            count = len(groups)
+        for qid, idx in self.by_query.items():
+            dealt = (groups[qid] if groups is not None
+                     else [idx[g] for g in deal_groups(len(idx), GROUP_SIZE, rng)])
+            count = len(dealt)
             batch = pad_groups(
-                torch.stack([self.queries[idx[0]]] * count), [self.docs[g] for g in groups],
-                [given[g].tolist() for g in groups],
-                [f["rank_fs"].values[g].astype(int).tolist() for g in groups],
+                torch.stack([self.queries[idx[0]]] * count), [self.docs[g] for g in dealt],
+                [given[g].tolist() for g in dealt],
+                [f["rank_fs"].values[g].astype(int).tolist() for g in dealt],
             )
             context = (torch.from_numpy(self.context(idx, top)).expand(count, -1)
                        if top else None)
@@ -344,12 +347,12 @@ class Lists:
             late = None
             if head.config.late_interaction:
                 late = torch.zeros(batch[3].shape)
-                for k, g in enumerate(groups):
+                for k, g in enumerate(dealt):
                     late[k, : len(g)] = torch.from_numpy(f["late"].values[g].astype(np.float32))
             with torch.no_grad():
                 model = expected_scores(head(*batch, context=context, agreement=agreement,
                                              late=late))
-            for k, g in enumerate(groups):
+            for k, g in enumerate(dealt):
                 out[g] = model[k, : len(g)].numpy()
         return fusion_weight * out / 10 + (1 - fusion_weight) * first_stage_prior(f).values
 

@@ -21,9 +21,8 @@ from urllib.parse import unquote
 import heldout_eval as H
 import numpy as np
 import pandas as pd
-import torch
 
-from grouprank.backends.group_encoder import expected_scores, load_head, pad_groups
+from grouprank.backends.group_encoder import load_head
 
 
 def delta_frame(path: Path) -> pd.DataFrame:
@@ -36,7 +35,8 @@ def delta_frame(path: Path) -> pd.DataFrame:
                 files.add(action["add"]["path"])
             if "remove" in action:
                 files.discard(action["remove"]["path"])
-    return pd.concat([pd.read_parquet(path / unquote(p)) for p in sorted(files)])
+    return pd.concat([pd.read_parquet(path / unquote(p)) for p in sorted(files)],
+                     ignore_index=True)
 
 
 def main() -> None:
@@ -53,21 +53,13 @@ def main() -> None:
     f = item.frame
     job = delta_frame(work / "reranked" / f"{name}-{run}-held-out-head")
     row = {(str(q), str(d)): i for i, (q, d) in enumerate(zip(f.qid, f.docid))}
-    scores, worst = np.zeros(len(f)), 0.0
+    rows = np.array([row[str(q), str(d)] for q, d in zip(job.qid, job.docid)])
+    groups: dict = {}
     for (qid, _), part in job.groupby(["qid", job.repeat_groups.str[0]]):
-        idx = np.array([row[str(qid), str(d)] for d in part.docid])
-        batch = pad_groups(item.queries[idx[0]][None], [item.docs[idx]],
-                           [f["score"].values[idx].tolist()],
-                           [f["rank_fs"].values[idx].astype(int).tolist()])
-        top = head.config.context_top
-        context = (torch.from_numpy(item.context(item.by_query[qid], top))[None] if top else None)
-        late = (torch.from_numpy(f["late"].values[idx].astype(np.float32))[None]
-                if head.config.late_interaction else None)
-        with torch.no_grad():
-            model = expected_scores(head(*batch, context=context, late=late))[0].numpy()
-        scores[idx] = model
-        worst = max(worst, float(np.abs(model - part.model_score.to_numpy()).max()))
-    fused = args.weight * scores / 10 + (1 - args.weight) * H.first_stage_prior(f).values
+        groups.setdefault(f.qid.values[rows[part.index[0]]], []).append(rows[part.index])
+    model = 10 * item.scores(head, 1.0, groups=groups)  # the head alone, on the 0-10 scale
+    worst = float(np.abs(model[rows] - job.model_score.to_numpy()).max())
+    fused = item.scores(head, args.weight, groups=groups)
     print(json.dumps({
         "max_model_score_difference": worst,
         "ndcg@10_with_the_jobs_groups": item.ndcg(fused),
