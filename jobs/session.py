@@ -58,7 +58,8 @@ INTERPRETED_CONF = {
 # For the same tiny tables, also one shuffle partition and no adaptive execution: adaptive
 # execution runs each query as a Spark job per shuffle and plans again between them (a warm
 # 24-row rerank: 48 jobs and 149 stages with it, 22 and 78 without), which a few rows never earn
-# back (docs/BENCHMARKS.md, stop 43). The demo's session; never for real tables.
+# back (docs/BENCHMARKS.md, stop 43). The demo's session and the tests' shared one; never for real
+# tables.
 TINY_TABLE_CONF = {
     **INTERPRETED_CONF,
     "spark.sql.adaptive.enabled": "false",
