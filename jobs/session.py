@@ -64,6 +64,11 @@ TINY_TABLE_CONF = {
     **INTERPRETED_CONF,
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "1",
+    # PySpark records the Python call site of every DataFrame and Column call for Spark's error
+    # messages (a JVM round trip and a stack walk each): building a 24-row rerank job's plan took
+    # 0.85-1.1 s without it against 1.1-1.8 s with it (docs/BENCHMARKS.md, stop 44), where a
+    # tiny table's job is mostly such calls. Errors still name the failing expression.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 # The list of jars in a filled cache folder, one file name a line; written last, so a folder
 # without it is an interrupted fill.
