@@ -810,11 +810,14 @@ def main(argv: list[str] | None = None) -> int:
         _, count, summary = train_head(lists, pairs, config, Path(args.output),
                                        reliability=reliability)
         # The fusion rule's reliability, and the fixed weight used where no agreement can be
-        # measured, as the fusion step chose them on every list.
+        # measured, as the fusion step chose them on every list; and the groupings it averaged
+        # the head's scores over (its --repeats), as the job's default.
         fusion = work / "fusion.json"
-        chosen = json.loads(fusion.read_text())["chosen"]["ship"] if fusion.is_file() else {}
+        saved = json.loads(fusion.read_text()) if fusion.is_file() else {}
+        chosen = saved.get("chosen", {}).get("ship", {})
         _set_config(Path(args.output), **rule_config(chosen.get("rule")),
-                    fusion_weight=chosen.get("fixed_weight", config.fusion_weight))
+                    fusion_weight=chosen.get("fixed_weight", config.fusion_weight),
+                    repeats=saved.get("repeats", 1))
         figures = {"config": asdict(config), "reliability": reliability, "samples": count,
                    "fusion_rule": chosen.get("rule"), "summary": summary}
         print(json.dumps(figures, indent=1))

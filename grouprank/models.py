@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,8 @@ class ModelRef:
     # (``GroupEncoderConfig.fusion_reliability`` or ``fusion_center``/``fusion_slope``);
     # ``fusion_weight`` is then the fallback.
     fusion_rule: FusionRule | None = None
+    # The repeats used when --repeats is not given (``RerankSettings.repeats``).
+    repeats: int = 1
 
     @property
     def precomputed_embeddings(self) -> bool:
@@ -193,7 +196,7 @@ def model_ref(spec: str) -> ModelRef:
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,
-                        encoder, FusionRule.from_config(config))
+                        encoder, FusionRule.from_config(config), config.repeats)
     return ModelRef(spec, CAUSAL_LM, model_name(spec), content_digest(path), LLM_FUSION_WEIGHT)
 
 
@@ -336,11 +339,26 @@ def fusion_weight_for(settings: RerankSettings, ref: ModelRef | None = None) -> 
 
     Example:
         >>> fusion_weight_for(RerankSettings(model="smollm2")), fusion_weight_for(RerankSettings())
-        (0.6, 0.8)
+        (0.6, 0.9)
     """
     if settings.fusion_weight is not None:
         return settings.fusion_weight
     return (ref or model_ref(settings.model)).fusion_weight
+
+
+def with_model_repeats(settings: RerankSettings, ref: ModelRef | None = None) -> RerankSettings:
+    """``settings`` with ``repeats`` set: ``--repeats`` if given, else the model's own (see
+    ``RerankSettings.repeats``). Never loads or converts a model.
+
+    Example:
+        >>> with_model_repeats(RerankSettings(model="smollm2")).repeats
+        1
+        >>> with_model_repeats(RerankSettings(repeats=2)).repeats
+        2
+    """
+    if settings.repeats is not None:
+        return settings
+    return dataclasses.replace(settings, repeats=(ref or model_ref(settings.model)).repeats)
 
 
 def resolve_model(spec: str) -> Path:

@@ -35,7 +35,10 @@ class RerankSettings:
     # groups of balanced size (45 at 20 -> 15/15/15).
     group_size: int = 20
     # Test-time scaling: reshuffle into new groups this many times and average the scores.
-    repeats: int = 1
+    # Unset: the model's own: 1 for LLMs (each repeat is a full model pass); a group encoder's
+    # checkpoint `repeats` (3 for the shipped default: its repeats are head passes over vectors
+    # embedded once, and the leave-one-collection-out protocol chose 3).
+    repeats: int | None = None
     # final = w * model_score / 10 + (1 - w) * (1 - ln(first-stage rank) / ln(candidates));
     # 1 = model alone.
     # Unset: the model's own: 0.6 (the authors' released setting) for LLMs; for a group encoder
@@ -83,7 +86,7 @@ class RerankSettings:
         problems = []
         if self.group_size < 1:
             problems.append(f"group_size must be >= 1, got {self.group_size}")
-        if self.repeats < 1:
+        if self.repeats is not None and self.repeats < 1:
             problems.append(f"repeats must be >= 1, got {self.repeats}")
         if self.fusion_weight is not None and not 0.0 <= self.fusion_weight <= 1.0:
             problems.append(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")

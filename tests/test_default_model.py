@@ -16,7 +16,9 @@ from grouprank.models import (
     embedded_llm_dir,
     load_scorer,
     model_name,
+    model_ref,
     resolve_model,
+    with_model_repeats,
 )
 from grouprank.settings import RerankSettings
 from jobs.stages import main as stage_main
@@ -34,6 +36,17 @@ def test_the_default_is_the_shipped_group_encoder_with_its_model_card():
     assert (path / "head.safetensors").stat().st_size < 5_000_000
     assert json.loads((path / "grouprank.json").read_text())["encoder"] == "minilm"
     assert model_name("default") == DEFAULT_MODEL_NAME
+
+
+def test_repeats_are_the_models_unless_given():
+    # The shipped default averages three groupings (head passes over vectors embedded once);
+    # an LLM, for which each repeat is a whole model pass, keeps one; --repeats wins over both.
+    assert model_ref("default").repeats == 3
+    assert with_model_repeats(RerankSettings()).repeats == 3
+    assert with_model_repeats(RerankSettings(model=EMBEDDED_LLM)).repeats == 1
+    assert with_model_repeats(RerankSettings(repeats=1)).repeats == 1
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        RerankSettings(repeats=0)
 
 
 def test_the_default_prefers_the_relevant_document():
@@ -70,6 +83,8 @@ def test_demo_reranks_the_sample_end_to_end(spark, tmp_path, capsys):
     assert len(table) == 19
     assert set(table.status) == {"ok"}
     assert set(table.model) == {DEFAULT_MODEL_NAME}
+    # The model's three groupings, each document in one group of each.
+    assert set(table.repeat_scores.map(len)) == {3}
     for _, part in table.groupby("qid"):
         assert sorted(part["rank"]) == list(range(1, len(part) + 1))
 

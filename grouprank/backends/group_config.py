@@ -75,12 +75,17 @@ class GroupEncoderConfig:
     # job's embedding stage gives from the pass that pools the document's vector (the scorer
     # computes it for documents that arrive without one).
     late_interaction: bool = False
+    # The reranking job's --repeats when it is not given: groupings of each query's list whose
+    # scores are averaged. Each costs one head pass over vectors the job embeds once.
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if self.kind != KIND:
             raise ValueError(f"not a group-encoder config (kind={self.kind!r})")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         FusionRule.from_config(self)  # raises for a rule that cannot be used
 
 

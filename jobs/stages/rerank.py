@@ -1,7 +1,7 @@
 """Rerank a candidates table with the groupwise model and write the run date's Delta partition.
 
     grouprank rerank --candidates PATH_OR_TABLE --output PATH_OR_TABLE --run-date 2026-11-27 \\
-        [--model DIR] [--group-size 20] [--repeats 1] [--fusion-weight W] \\
+        [--model DIR] [--group-size 20] [--repeats N] [--fusion-weight W] \\
         [--mode direct|reason] [--seed 0] [--paradigm groupwise|pointwise|listwise] \\
         [--embedding-store PATH_OR_TABLE] [--score-cache PATH_OR_TABLE]
     spark-submit jobs/rerank.py <same flags>
@@ -26,7 +26,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from grouprank.models import ModelRef, fusion_weight_for, model_ref
+from grouprank.models import ModelRef, fusion_weight_for, model_ref, with_model_repeats
 from grouprank.parsing import EMPTY_QUERY, EMPTY_TEXT, OK, PARTIAL
 from grouprank.prompts import template_for
 from grouprank.settings import RerankSettings
@@ -79,6 +79,7 @@ def build_groups(candidates: DataFrame, settings: RerankSettings) -> DataFrame:
     Returns one row per (qid, repeat, group) following ``schemas.SCORING_GROUPS``.
     """
     listwise = settings.paradigm == "listwise"
+    settings = with_model_repeats(settings)
     repeats = F.explode(F.sequence(F.lit(0), F.lit(settings.repeats - 1)).cast("array<int>"))
     by_query = Window.partitionBy("qid", "repeat")
     shuffled = by_query.orderBy(
@@ -195,7 +196,7 @@ def rerank_with_scores(
     from jobs.embeddings import driver_precision
 
     ref = ref or model_ref(settings.model)
-    settings = driver_precision(settings, candidates.sparkSession)
+    settings = driver_precision(with_model_repeats(settings, ref), candidates.sparkSession)
     base = prepare_candidates(candidates)
     if vectors is None and _agreement_sets_weight(settings, ref):
         # The table's agreement needs the vectors before the fusion: embed once, for both.
@@ -310,6 +311,7 @@ def fuse_and_rank(
     run_date: dt.date,
 ) -> DataFrame:
     """Averages repeats, fuses with the first stage and ranks: ``schemas.RERANKED`` rows."""
+    settings = with_model_repeats(settings, ref)
     by_query = Window.partitionBy("qid")
     per_doc = scored.groupBy("qid", "docid").agg(
         F.sort_array(F.collect_list(F.struct("repeat", "group", "model_score", "status"))).alias(
@@ -465,6 +467,7 @@ def run(job: RerankJob, settings: RerankSettings) -> dict:
     """Runs the job and returns its summary; raises before any model work on bad input."""
     started = time.time()
     ref = _checked_model(job, settings)
+    settings = with_model_repeats(settings, ref)
     run_date = parse_run_date(job.run_date)
     spark = get_session("grouprank-rerank")
     # A new JVM has no Python worker yet: load the model in one while the input is checked.
