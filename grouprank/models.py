@@ -9,8 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from grouprank.backends.base import GroupScorer
@@ -358,7 +357,7 @@ def with_model_repeats(settings: RerankSettings, ref: ModelRef | None = None) ->
     """
     if settings.repeats is not None:
         return settings
-    return dataclasses.replace(settings, repeats=(ref or model_ref(settings.model)).repeats)
+    return replace(settings, repeats=(ref or model_ref(settings.model)).repeats)
 
 
 def resolve_model(spec: str) -> Path:

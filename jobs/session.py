@@ -66,8 +66,8 @@ TINY_TABLE_CONF = {
     "spark.sql.shuffle.partitions": "1",
     # PySpark records the Python call site of every DataFrame and Column call for Spark's error
     # messages (a JVM round trip and a stack walk each): building a 24-row rerank job's plan took
-    # 0.85-1.1 s without it against 1.1-1.8 s with it (docs/BENCHMARKS.md, stop 44), where a
-    # tiny table's job is mostly such calls. Errors still name the failing expression.
+    # a median 1.00-1.16 s without it against 1.40-1.56 s with it (bench/plan_build.py,
+    # docs/BENCHMARKS.md, stop 44). Spark's errors then lack only that Python file and line.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 # The list of jars in a filled cache folder, one file name a line; written last, so a folder
