@@ -520,7 +520,13 @@ def fusion_table(work: Path, config: str, checkpoints: Path, repeats: int = 1) -
     for (name, run), item in lists.items():
         key = f"{name}/{run}"
         # Its 0-10 score / 10 (the mean over ``repeats`` groupings, as the job's --repeats).
-        head = item.scores(load_head(checkpoints / name / config), 1.0, repeats=repeats)
+        # A config "a+b+c" is an ensemble: grouping r is scored by member r mod 3.
+        members = [load_head(checkpoints / name / c) for c in config.split("+")]
+        if len(members) == 1:
+            head = item.scores(members[0], 1.0, repeats=repeats)
+        else:
+            head = np.mean([item.scores(members[r % len(members)], 1.0, seed=r)
+                            for r in range(repeats)], axis=0)
         first = first_stage_prior(item.frame).values
         # A second view tried for telling strong first stages apart: agreement with the head.
         head_agreement[key] = float(np.nanmean([
