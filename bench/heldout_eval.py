@@ -96,6 +96,8 @@ JOB_DATE = "2026-12-01"
 # The bench's vectors: fp32 on every CPU, so its figures do not move with the machine's bf16
 # support (the job's --precision auto would pick bf16 where the CPU has it).
 PRECISION = "fp32"
+# The windows a ``late4w`` config's MaxSim reads per document (``_add_late``).
+LATE_WINDOWS = 4
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class Config:
     seed: int = 0
     # Whether the head reads each document's MaxSim with its query (``late_interaction``).
     late: bool = False
+    # Windows of 256 tokens MaxSim reads per document (``GroupEncoderConfig.late_windows``):
+    # 1 = the first 256 tokens, as the pooled vector. The labels' MaxSim teacher reads the same.
+    late_windows: int = 1
 
 
 CONFIGS = {
@@ -149,6 +154,10 @@ CONFIGS = {
                  late=True, seed=seed) for seed in (1, 2)],
         # The same head, labels without the feedback teacher (first stage, cosine, MaxSim).
         Config("late3-aug", teacher="fusion3l", feedback_top=5, score_augment=0.5, late=True),
+        # late4-aug with MaxSim (feature and teacher) over up to 4 windows of a long document.
+        *[Config(f"late4w-aug{suffix}", teacher=f"fusion4w{LATE_WINDOWS}", feedback_top=5,
+                 score_augment=0.5, late=True, late_windows=LATE_WINDOWS, seed=seed)
+          for suffix, seed in (("", 0), ("-s1", 1), ("-s2", 2))],
     ]
 }
 
@@ -288,8 +297,10 @@ class Lists:
         return feedback_vector(self.queries[idx[0]].numpy(), self.docs[idx].numpy(),
                                self.frame["rank_fs"].values[idx], top)
 
-    def samples(self, teacher: str, settings: syn.SynthesisSettings) -> list[dict]:
-        """Training samples from every query's pool, labelled by ``teacher`` (no qrels)."""
+    def samples(self, teacher: str, settings: syn.SynthesisSettings,
+                late: str = "late") -> list[dict]:
+        """Training samples from every query's pool, labelled by ``teacher`` (no qrels), with
+        MaxSim from the column ``late``."""
         f, rows = self.frame, []
         for qid, idx in self.by_query.items():
             key = f"{self.name}/{self.run}/{qid}"
@@ -310,8 +321,8 @@ class Lists:
                     "target_scores": sample.target_scores, "split": "sft",
                     "feedback_texts": list(f["text"].values[top]),
                     "first_stage_agreement": self.query_agreement[qid],
-                    **({"late_scores": [float(v) for v in f["late"].values[chosen]]}
-                       if "late" in f else {}),
+                    **({"late_scores": [float(v) for v in f[late].values[chosen]]}
+                       if late in f else {}),
                 })
         return rows
 
@@ -348,7 +359,8 @@ class Lists:
             if head.config.late_interaction:
                 late = torch.zeros(batch[3].shape)
                 for k, g in enumerate(dealt):
-                    late[k, : len(g)] = torch.from_numpy(f["late"].values[g].astype(np.float32))
+                    late[k, : len(g)] = torch.from_numpy(
+                        f[late_column(head.config.late_windows)].values[g].astype(np.float32))
             with torch.no_grad():
                 model = expected_scores(head(*batch, context=context, agreement=agreement,
                                              late=late))
@@ -454,13 +466,15 @@ def train_head(lists: dict, pairs: list[tuple[str, str]], config: Config, output
         return item.adaptive(reliability) if config.teacher == "adaptive" else config.teacher
 
     rows = [row for pair in pairs
-            for row in lists[pair].samples(column(lists[pair]), settings)]
+            for row in lists[pair].samples(column(lists[pair]), settings,
+                                           late_column(config.late_windows))]
     trainer = EncoderTrainConfig(epochs=config.epochs, rank_features=config.rank_features,
                                  context_top=config.feedback_top, save_every=0,
                                  seed=config.seed,
                                  agreement_feature=config.agreement,
                                  score_augment=config.score_augment,
-                                 late_interaction=config.late)
+                                 late_interaction=config.late,
+                                 late_windows=config.late_windows)
     summary = train_sft(pd.DataFrame(rows), "minilm", output, trainer)
     _set_fusion_weight(output, config.fusion_weight)
     return load_head(output), len(rows), summary
@@ -612,38 +626,60 @@ def load_lists(work: Path) -> dict:
     return lists
 
 
+def late_column(windows: int) -> str:
+    """The lists' MaxSim column over ``windows`` windows per document."""
+    return "late" if windows == 1 else f"late_w{windows}"
+
+
 def _add_late(work: Path, lists: dict) -> None:
     """Each row's MaxSim with its query (``grouprank.late_interaction``, fp32) as the lists'
     ``late`` column, and the four-signal teacher ``fusion4`` (first stage, cosine, feedback,
-    MaxSim). Every distinct text of the collection is encoded once; the scores are kept in a
-    bench-only file per list (``work/late-NAME-RUN.npy``, in the list's row order)."""
+    MaxSim); the same over ``LATE_WINDOWS`` windows per document as ``late_w4`` and
+    ``fusion4w4``. Every distinct text of the collection is encoded once; the scores are kept in
+    a bench-only file per list (``work/late-NAME-RUN.npy``, ``late-w4-NAME-RUN.npy``, in the
+    list's row order)."""
+    for windows in (1, LATE_WINDOWS):
+        _add_late_windows(work, lists, windows)
+
+
+def _add_late_windows(work: Path, lists: dict, windows: int) -> None:
     from grouprank.encoding import loaded_encoder
     from grouprank.late_interaction import maxsim, token_vectors
 
-    files = {run: work / f"late-{item.name}-{run}.npy" for run, item in lists.items()}
+    prefix = "late" if windows == 1 else f"late-w{windows}"
+    column, teacher = late_column(windows), "fusion4" if windows == 1 else f"fusion4w{windows}"
+    files = {run: work / f"{prefix}-{item.name}-{run}.npy" for run, item in lists.items()}
     if not all(path.is_file() for path in files.values()):
         started = time.time()
         texts = sorted({str(t) for item in lists.values()
                         for t in [*item.frame["query"], *item.frame["text"]]})
         encoder = loaded_encoder("minilm", 256)
         vectors = {}
+        queries = {str(q) for item in lists.values() for q in item.frame["query"]}
         for start in range(0, len(texts), 2048):  # fp16 in memory: 1-2 GB for SciFact
             chunk = texts[start : start + 2048]
-            vectors.update(zip(chunk, (v.half() for v in token_vectors(encoder, chunk, PRECISION))))
+            # Documents in up to ``windows`` windows; queries in one, as the scorer reads them.
+            read = [1 if t in queries else windows for t in chunk]
+            for w in sorted(set(read)):
+                part = [t for t, r in zip(chunk, read) if r == w]
+                vectors.update(zip(part, (v.half() for v in
+                                          token_vectors(encoder, part, PRECISION, windows=w))))
         for run, item in lists.items():
             f = item.frame
             values = [maxsim(vectors[str(q)].float(), vectors[str(t)].float())
                       for q, t in zip(f["query"], f["text"])]
             np.save(files[run], np.asarray(values, dtype=np.float32))
-        print(f"MaxSim: {len(texts):,} texts of {next(iter(lists.values())).name} "
-              f"({time.time() - started:.0f} s)", flush=True)
+        print(f"MaxSim, {windows} window(s): {len(texts):,} texts of "
+              f"{next(iter(lists.values())).name} ({time.time() - started:.0f} s)", flush=True)
     for run, item in lists.items():
         f = item.frame
-        f["late"] = np.load(files[run])
-        f["rank_late"] = f.groupby("qid")["late"].rank(ascending=False, method="first")
-        f["fusion4"] = -(np.log(f.rank_fs) + np.log(f.rank_cos) + np.log(f.rank_fb)
-                         + np.log(f.rank_late)) / 4
-        f["fusion3l"] = -(np.log(f.rank_fs) + np.log(f.rank_cos) + np.log(f.rank_late)) / 3
+        f[column] = np.load(files[run])
+        rank = f.groupby("qid")[column].rank(ascending=False, method="first")
+        f[teacher] = -(np.log(f.rank_fs) + np.log(f.rank_cos) + np.log(f.rank_fb)
+                       + np.log(rank)) / 4
+        if windows == 1:
+            f["rank_late"] = rank
+            f["fusion3l"] = -(np.log(f.rank_fs) + np.log(f.rank_cos) + np.log(rank)) / 3
 
 
 def late_table(work: Path) -> dict:
@@ -693,7 +729,10 @@ def loo(work: Path, configs: list[Config], checkpoints: Path) -> dict:
             marker = target / "recipe.json"
             # What the head was trained on: an earlier run's head is reused only if all of it
             # matches (the recipe, the lists of the training split, the teacher's reliability).
-            record = {**asdict(recipe), "training": [list(p) for p in training_split(held)],
+            # (A recipe at the default late_windows records it as before the field existed.)
+            fields = {k: v for k, v in asdict(recipe).items()
+                      if (k, v) != ("late_windows", 1)}
+            record = {**fields, "training": [list(p) for p in training_split(held)],
                       **({"reliability": reliability} if reliability else {})}
             if recipe in trained:  # the same head, another fusion weight: no need to train again
                 shutil.copytree(trained[recipe], target, dirs_exist_ok=True)

@@ -94,8 +94,9 @@ class SentenceEncoder(Protocol):
     # Token limit per text, special tokens included (settable).
     max_seq_length: int
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Each text's token ids, special tokens added, cut at ``max_seq_length``, unpadded."""
+    def token_ids(self, texts: Sequence[str], limit: int | None = None) -> list[list[int]]:
+        """Each text's token ids, special tokens added, cut at ``limit`` (default
+        ``max_seq_length``), unpadded."""
         ...
 
     def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
@@ -111,6 +112,13 @@ class SentenceEncoder(Protocol):
         self, texts: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``embed_batch`` and ``token_states`` of one batch from one forward pass."""
+        ...
+
+    def embed_ids(
+        self, ids: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``embed_with_states`` of sequences already tokenised (special tokens included, each
+        within ``max_seq_length``): the windows of a long text (``grouprank.late_interaction``)."""
         ...
 
 
@@ -135,9 +143,10 @@ class SentenceTransformerEncoder:
     def max_seq_length(self, value: int) -> None:
         self.model.max_seq_length = value
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def token_ids(self, texts: Sequence[str], limit: int | None = None) -> list[list[int]]:
         return self.model.tokenizer(
-            list(texts), truncation=True, max_length=self.max_seq_length, add_special_tokens=True
+            list(texts), truncation=True, max_length=limit or self.max_seq_length,
+            add_special_tokens=True,
         )["input_ids"]
 
     def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:
@@ -151,6 +160,24 @@ class SentenceTransformerEncoder:
         self, texts: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self._forward(texts)
+        return out["sentence_embedding"], out["token_embeddings"], out["attention_mask"]
+
+    def embed_ids(
+        self, ids: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch
+
+        longest = max(len(i) for i in ids)
+        pad = self.model.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
+        mask = torch.zeros(len(ids), longest, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.tensor(list(seq))
+            mask[row, : len(seq)] = 1
+        features = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if "token_type_ids" in self.model.tokenizer.model_input_names:  # BERT's, not RoBERTa's
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        out = self.model(features)
         return out["sentence_embedding"], out["token_embeddings"], out["attention_mask"]
 
     def _forward(self, texts: Sequence[str]) -> dict:

@@ -11,6 +11,12 @@ needs nothing more than the texts it already sends.
 
 Special tokens ([CLS], [SEP]) and padding take no part. No Spark import.
 
+A document longer than the encoder's token limit is read in ``windows``: its tokens cut into
+consecutive windows of the limit (each with its own [CLS] and [SEP]), encoded as one batch, their
+token states joined, so MaxSim can match a query's words anywhere in the first ``windows`` x
+limit tokens. The pooled vector stays the first window's, exactly as without windows; a text
+within the limit is one window either way.
+
     encoder = load_sentence_encoder("minilm")
     maxsim_scores(encoder, "solar panels", ["roof solar cells", "bread"], "fp32")  # [0.71, 0.2]
 """
@@ -28,28 +34,53 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Per process: (encoder, token limit, precision) -> {(query digest, text digest): MaxSim}.
+# Per process: (encoder, token limit, precision, windows) -> {(query digest, text digest): MaxSim}.
 # Scores only (8 bytes a pair), never token states: a worker may meet millions of texts.
-_PAIRS: dict[tuple[str, int, str], dict[tuple[str, str], float]] = {}
+_PAIRS: dict[tuple[str, int, str, int], dict[tuple[str, str], float]] = {}
 
 
 def token_vectors(encoder, texts: Sequence[str], precision: str = "fp32",
-                  batch_size: int = DEFAULT_BATCH) -> list[torch.Tensor]:
+                  batch_size: int = DEFAULT_BATCH, windows: int = 1) -> list[torch.Tensor]:
     """Each text's normalised token states (tokens, hidden), special tokens left out, float32 on
-    the CPU, in input order; batches sorted by length as ``grouprank.encoding.encode_texts``."""
-    return _encode(encoder, texts, precision, batch_size, pooled=False)[1]
+    the CPU, in input order; batches sorted by length as ``grouprank.encoding.encode_texts``;
+    a long text's first ``windows`` windows joined (module docstring)."""
+    return _encode(encoder, texts, precision, batch_size, pooled=False, windows=windows)[1]
 
 
 def encode_with_tokens(
-    encoder, texts: Sequence[str], precision: str = "fp32", batch_size: int = DEFAULT_BATCH
+    encoder, texts: Sequence[str], precision: str = "fp32", batch_size: int = DEFAULT_BATCH,
+    windows: int = 1,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``encode_texts`` and ``token_vectors`` of ``texts`` from one forward pass each: the
     embedding stage of a head that reads MaxSim pays for its texts' encoder pass once."""
-    return _encode(encoder, texts, precision, batch_size, pooled=True)
+    return _encode(encoder, texts, precision, batch_size, pooled=True, windows=windows)
+
+
+def text_windows(encoder, texts: Sequence[str], windows: int) -> list[list[list[int]]]:
+    """Each text's token ids cut into at most ``windows`` windows of the encoder's limit, each
+    with the text's first and last special tokens ([CLS], [SEP]); the first window is exactly
+    ``encoder.token_ids(text)``.
+
+    Example (a limit of 4: two tokens of text a window):
+        >>> text_windows(encoder, ["a b c d e"], 2)  # doctest: +SKIP
+        [[[101, 1037, 1038, 102], [101, 1039, 1040, 102]]]
+    """
+    limit = encoder.max_seq_length
+    if windows < 1:
+        raise ValueError(f"windows must be >= 1, got {windows}")
+    width = limit - 2
+    out = []
+    for ids in encoder.token_ids(texts, limit=2 + width * windows):
+        if len(ids) <= limit:
+            out.append([ids])
+            continue
+        first, body, last = ids[0], ids[1:-1], ids[-1]
+        out.append([[first, *body[i : i + width], last] for i in range(0, len(body), width)])
+    return out
 
 
 def _encode(encoder, texts: Sequence[str], precision: str, batch_size: int,
-            pooled: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            pooled: bool, windows: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
     import torch
 
     device = str(encoder.device)
@@ -58,6 +89,8 @@ def _encode(encoder, texts: Sequence[str], precision: str, batch_size: int,
     out: list[torch.Tensor | None] = [None] * len(texts)
     if not texts:
         return vectors, []
+    if windows > 1:
+        return _encode_windows(encoder, texts, chosen, batch_size, pooled, windows)
     lengths = [len(i) for i in encoder.token_ids(texts)]
     autocast = torch.autocast("cuda" if device.startswith("cuda") else "cpu",
                               dtype=torch.bfloat16, enabled=chosen == "bf16")
@@ -78,6 +111,34 @@ def _encode(encoder, texts: Sequence[str], precision: str, batch_size: int,
     return vectors, out  # type: ignore[return-value]
 
 
+def _encode_windows(encoder, texts: Sequence[str], precision: str, batch_size: int,
+                    pooled: bool, windows: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``_encode`` reading each text's first ``windows`` windows (``text_windows``): every
+    window of every text in batches sorted by length; a text's pooled vector is its first
+    window's, its token states its windows' joined in order."""
+    import torch
+
+    device = str(encoder.device)
+    cut = text_windows(encoder, texts, windows)
+    flat = [(i, w, ids) for i, text in enumerate(cut) for w, ids in enumerate(text)]
+    vectors = torch.empty(len(texts) if pooled else 0, encoder.dimension, dtype=torch.float32)
+    parts: list[list[torch.Tensor | None]] = [[None] * len(text) for text in cut]
+    autocast = torch.autocast("cuda" if device.startswith("cuda") else "cpu",
+                              dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), autocast:
+        for batch in length_sorted_batches([len(ids) for _, _, ids in flat], batch_size):
+            embedded, states, mask = encoder.embed_ids([flat[k][2] for k in batch])
+            states = torch.nn.functional.normalize(states.float(), dim=-1).cpu()
+            real = mask.sum(-1).tolist()
+            for row, k in enumerate(batch):
+                i, w, _ = flat[k]
+                if pooled and w == 0:
+                    vectors[i] = torch.nn.functional.normalize(embedded[row].float(), dim=-1).cpu()
+                n = int(real[row])
+                parts[i][w] = states[row, 1 : n - 1] if n > 2 else states[row, :n]
+    return vectors, [torch.cat(p) if len(p) > 1 else p[0] for p in parts]  # type: ignore[misc]
+
+
 def maxsim(query: torch.Tensor, doc: torch.Tensor) -> float:
     """Mean over the query's tokens of the best cosine with any of the document's tokens
     (both normalised token vectors, (tokens, hidden)); 0.0 if either has no tokens.
@@ -93,8 +154,14 @@ def maxsim(query: torch.Tensor, doc: torch.Tensor) -> float:
     return float((query @ doc.T).max(dim=1).values.mean())
 
 
-def maxsim_scores(encoder, query: str, texts: Sequence[str], precision: str = "fp32") -> list[float]:
-    """Each text's MaxSim against ``query`` with a loaded ``SentenceEncoder``."""
+def maxsim_scores(encoder, query: str, texts: Sequence[str], precision: str = "fp32",
+                  windows: int = 1) -> list[float]:
+    """Each text's MaxSim against ``query`` with a loaded ``SentenceEncoder``, each text read in
+    up to ``windows`` windows (the query in one)."""
+    if windows > 1:
+        query_tokens = token_vectors(encoder, [query], precision)[0]
+        return [maxsim(query_tokens, doc)
+                for doc in token_vectors(encoder, texts, precision, windows=windows)]
     vectors = token_vectors(encoder, [query, *texts], precision)
     return [maxsim(vectors[0], doc) for doc in vectors[1:]]
 
@@ -105,14 +172,16 @@ def maxsim_in_memory(
     max_tokens: int = 256,
     device: str = "cpu",
     precision: str = "auto",
+    windows: int = 1,
 ) -> list[float]:
     """MaxSim of each (query, text) pair, each distinct pair scored once per process (the scores
     are kept in memory, the token states are not). ``encoder_name`` as
-    ``grouprank.encoding.embed_in_memory``; the encoder loaded there is reused."""
+    ``grouprank.encoding.embed_in_memory``; the encoder loaded there is reused; each text read
+    in up to ``windows`` windows of ``max_tokens``."""
     from grouprank.encoding import loaded_encoder
 
     chosen = resolve_precision(precision, device)
-    memory = _PAIRS.setdefault((encoder_name, max_tokens, chosen), {})
+    memory = _PAIRS.setdefault((encoder_name, max_tokens, chosen, windows), {})
     keys = [(text_digest(q), text_digest(t)) for q, t in pairs]
     by_query: dict[str, dict[str, str]] = {}
     queries: dict[str, str] = {}
@@ -126,7 +195,11 @@ def maxsim_in_memory(
                  sum(len(v) for v in by_query.values()), len(memory))
         # A query at a time: its token states and its texts' (a pool), then only the scores kept.
         for qk, block in by_query.items():
-            vectors = token_vectors(encoder, [queries[qk], *block.values()], chosen)
-            for tk, doc in zip(block, vectors[1:], strict=True):
-                memory[qk, tk] = maxsim(vectors[0], doc)
+            if windows == 1:
+                query, *docs = token_vectors(encoder, [queries[qk], *block.values()], chosen)
+            else:  # the query in one window, as the scorer reads it
+                query = token_vectors(encoder, [queries[qk]], chosen)[0]
+                docs = token_vectors(encoder, list(block.values()), chosen, windows=windows)
+            for tk, doc in zip(block, docs, strict=True):
+                memory[qk, tk] = maxsim(query, doc)
     return [memory[k] for k in keys]

@@ -278,17 +278,28 @@ class LeanEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.bert.embeddings.word_embeddings.weight.device
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Each text's ids: special tokens added, cut at ``max_seq_length``, not padded (what a
-        Hugging Face fast tokenizer gives with ``truncation=True, max_length=max_seq_length``)."""
+    def token_ids(self, texts: Sequence[str], limit: int | None = None) -> list[list[int]]:
+        """Each text's ids: special tokens added, cut at ``limit`` (default ``max_seq_length``),
+        not padded (what a Hugging Face fast tokenizer gives with ``truncation=True,
+        max_length=limit``)."""
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(self.max_seq_length)
+        self._tokenizer.enable_truncation(limit or self.max_seq_length)
         return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
     def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch's last-layer token states (batch, tokens, hidden) and attention mask
         (batch, tokens), special tokens included, padded to its longest text, on ``device``."""
-        ids = self.token_ids(texts)
+        return self.states_of_ids(self.token_ids(texts))
+
+    def embed_ids(
+        self, ids: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``embed_with_states`` of sequences already tokenised (special tokens included, each
+        within ``max_seq_length``)."""
+        return self._pooled(*self.states_of_ids(ids))
+
+    def states_of_ids(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``token_states`` of sequences already tokenised."""
         longest = max(len(i) for i in ids)
         input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros(len(ids), longest, dtype=torch.long)
@@ -307,7 +318,10 @@ class LeanEncoder(nn.Module):
         self, texts: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``embed_batch`` and ``token_states`` of one batch from one forward pass."""
-        states, mask = self.token_states(texts)
+        return self._pooled(*self.token_states(texts))
+
+    def _pooled(self, states: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
         return (F.normalize(pooled, p=2, dim=1) if self.normalize else pooled), states, mask

@@ -122,6 +122,8 @@ class EncoderRef:
     # Whether the head reads each document's MaxSim with its query (``late_interaction``): the
     # embedding stage then gives it from the pass that pools the document's vector.
     late: bool = False
+    # Windows of ``max_tokens`` its MaxSim reads per document (``late_windows``).
+    late_windows: int = 1
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def model_ref(spec: str) -> ModelRef:
         encoder = EncoderRef(
             config.encoder, content_digest(_encoder_path(config.encoder)), config.max_doc_tokens,
             config.context_top, config.agreement_feature, config.late_interaction,
+            config.late_windows,
         )
         digest = _combine([content_digest(path), encoder.digest])
         return ModelRef(spec, GROUP_ENCODER, model_name(spec), digest, config.fusion_weight,

@@ -250,6 +250,10 @@ class TrainJob:
     # encoder's MaxSim of query and document token states (grouprank.late_interaction); the
     # scorer computes it from the texts, one more encoder pass per scored document.
     late_interaction: bool = False
+    # Group encoder, fresh head with --late-interaction: windows of 256 tokens its MaxSim reads
+    # of each document (a longer one is cut into windows, each encoded on its own); 1 = the
+    # first 256 tokens, as the pooled vector.
+    late_windows: int = 1
     # Group encoder: Delta table (path or name) of sentence-encoder embeddings, the one rerank's
     # --embedding-store writes: texts found there are not encoded again, new ones are added.
     embedding_store: str | None = None

@@ -183,6 +183,16 @@ def store_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
     }
 
 
+def maxsim_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
+    """The MaxSim table's key columns: the store's, with ``max_tokens`` the tokens MaxSim reads
+    of a document over all its windows (``late_windows``), so MaxSims over one window and over
+    several are never mixed; one window keeps the store's own."""
+    key = store_key(settings, ref)
+    windows = ref.encoder.late_windows
+    return {**key, "max_tokens": ref.encoder.max_tokens if windows == 1
+            else 2 + (ref.encoder.max_tokens - 2) * windows}
+
+
 def store_refusal(ref: ModelRef) -> str:
     """The one line for --embedding-store with a model that does not embed texts on their own."""
     return f"--embedding-store needs a group-encoder model; {ref.name} is a {ref.kind}"
@@ -257,7 +267,7 @@ def _with_late(
     there are reused; the texts ``encoded`` now brought theirs from the same encoder pass; only
     a stored text's pairs with a query new to it are encoded again (that text, those queries).
     The table gains every new pair by the same insert-only MERGE as the store."""
-    table, key = maxsim_store_ref(store), store_key(settings, ref)
+    table, key = maxsim_store_ref(store), maxsim_key(settings, ref)
     pair = ["query_digest", "text_digest"]
     needed = texts.select("text_digest", "text", F.explode("queries").alias("query")).withColumn(
         "query_digest", F.sha2("query", 256))

@@ -149,7 +149,8 @@ def config_for(backbone: str, job: TrainJob, rl: RLOptions | None = None):
             common["clip"] = rl.clip
         return EncoderTrainConfig(save_every=job.save_every, context_top=job.feedback_top,
                                   score_augment=job.score_augment,
-                                  late_interaction=job.late_interaction, **common)
+                                  late_interaction=job.late_interaction,
+                                  late_windows=job.late_windows, **common)
     from grouprank.training.llm import LLMTrainConfig
 
     if job.epochs:

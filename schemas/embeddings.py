@@ -93,7 +93,9 @@ STORE_KEY = ("encoder_digest", "max_tokens", "precision", "text_digest")
 # Beside the embedding store, for heads that read MaxSim (``late_interaction``): one row per
 # (encoder, token limit, precision, query, text) pair ever scored, so a nightly run computes
 # MaxSim only for pairs it has not seen. Its name is the store's plus ``MAXSIM_SUFFIX``; it is
-# only appended to, by the same insert-only MERGE.
+# only appended to, by the same insert-only MERGE. Its ``max_tokens`` counts every token MaxSim
+# read of a document, over all its windows (``GroupEncoderConfig.late_windows``,
+# ``jobs.embeddings.maxsim_key``).
 MAXSIM_STORE = T.StructType(
     [
         *[EMBEDDING_STORE[name] for name in ("encoder", "encoder_digest", "max_tokens",

@@ -642,3 +642,33 @@ def test_the_scorer_computes_only_the_maxsims_it_was_not_given(tmp_path):
                                                 abs=1e-5)
     with pytest.raises(ValueError, match="2 MaxSim scores for a group of 3 documents"):
         scorer._late([GroupInput(query="q", texts=texts, late_scores=(0.1, 0.2))], torch.Size([1, 3]))
+
+
+def test_a_head_with_late_windows_reads_maxsim_over_them_and_keys_its_table_apart(tmp_path):
+    """``late_windows``: the scorer's MaxSims (the embedding stage's and its own) read that many
+    windows of each document, and the MaxSim table's key counts those tokens, so MaxSims over
+    one window are never reused for a head that reads more (and the reverse)."""
+    from grouprank.encoding import loaded_encoder
+    from grouprank.late_interaction import maxsim_scores
+    from grouprank.models import model_ref
+    from jobs.embeddings import maxsim_key, store_key
+
+    with pytest.raises(ValueError, match="late_windows must be >= 1, got 0"):
+        GroupEncoderConfig(late_windows=0)
+    save_head(GroupHead(GroupEncoderConfig(hidden=32, heads=4, late_interaction=True,
+                                           late_windows=3)).eval(), tmp_path / "ckpt")
+    scorer = GroupEncoderScorer(tmp_path / "ckpt", precision="fp32")
+    encoder = loaded_encoder("minilm")
+    long = " ".join(["bread oven flour"] * 120) + " solar panels on the roof"  # > 2 windows
+    texts = ("solar panels on a roof", long)
+    want = maxsim_scores(encoder, "solar panels", texts, "fp32", windows=3)
+    assert want[1] > maxsim_scores(encoder, "solar panels", [long], "fp32")[0] + 0.2
+    _, late = scorer.embed_with_late(list(texts), [["solar panels"], ["solar panels"]])
+    assert [row[0] for row in late] == pytest.approx(want, abs=1e-5)
+    given = scorer._late([GroupInput(query="solar panels", texts=texts)], torch.Size([1, 2]))
+    assert given[0].tolist() == pytest.approx(want, abs=1e-5)
+    settings = RerankSettings(model=str(tmp_path / "ckpt"), precision="fp32")
+    ref = model_ref(settings.model)
+    assert ref.encoder.late_windows == 3
+    assert store_key(settings, ref)["max_tokens"] == 256
+    assert maxsim_key(settings, ref) == {**store_key(settings, ref), "max_tokens": 2 + 254 * 3}

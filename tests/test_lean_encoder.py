@@ -172,3 +172,42 @@ def test_maxsim_reads_the_same_token_states_as_sentence_transformers(lean, refer
     # The document that shares the query's words scores above one that shares none.
     got = maxsim_scores(lean, query, ["solar panels on a roof", "baking sourdough bread"])
     assert got[0] > got[1] + 0.2
+
+
+def test_windows_read_a_long_text_whole_and_keep_its_first_window(reference):
+    """``late_windows``: a text past the token limit is cut into windows of the limit, each with
+    [CLS] and [SEP]; the pooled vector and the first window's token states are exactly those of
+    one window; MaxSim then finds query words only the later windows hold; sentence-transformers
+    reads the same windows (its ``embed_ids``) to 1e-5."""
+    from grouprank.late_interaction import encode_with_tokens, maxsim_scores, text_windows
+
+    lean = LeanEncoder.load(encoder_dir())
+    lean.max_seq_length = 16  # 14 tokens of text a window
+    long = " ".join(["bread oven flour"] * 10) + " solar panels on the roof"  # 35 tokens
+    texts = ["solar", long, " ".join(["word"] * 600), "x" * 3000, ""]  # x's: one [UNK]
+    cut = text_windows(lean, texts, 4)
+    full = lean.token_ids(texts, limit=10_000)
+    cls, sep = full[0][0], full[0][-1]
+    for ids, windows in zip(full, cut, strict=True):
+        assert windows[0] == lean.token_ids([texts[full.index(ids)]])[0]
+        assert all(len(w) <= 16 and w[0] == cls and w[-1] == sep for w in windows)
+        assert [t for w in windows for t in w[1:-1]] == ids[1:-1][: 14 * 4]
+    assert [len(w) for w in cut] == [1, 3, 4, 1, 1]
+    one, tokens_one = encode_with_tokens(lean, texts, "fp32")
+    many, tokens_many = encode_with_tokens(lean, texts, "fp32", windows=4)
+    assert torch.equal(one, many)
+    assert torch.equal(tokens_many[1][:14], tokens_one[1]) and len(tokens_many[1]) == 35
+    query = "solar panels on the roof"
+    near, far = maxsim_scores(lean, query, [long], "fp32"), maxsim_scores(
+        lean, query, [long], "fp32", windows=4)
+    assert far[0] > near[0] + 0.2
+    limit = reference.max_seq_length
+    reference.max_seq_length = 16
+    try:
+        st = SentenceTransformerEncoder(reference)
+        assert text_windows(st, texts, 4) == cut
+        st_pooled, st_tokens = encode_with_tokens(st, texts, "fp32", windows=4)
+    finally:
+        reference.max_seq_length = limit
+    assert torch.allclose(st_pooled, many, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(st_tokens, tokens_many, strict=True))

@@ -75,6 +75,11 @@ class GroupEncoderConfig:
     # job's embedding stage gives from the pass that pools the document's vector (the scorer
     # computes it for documents that arrive without one).
     late_interaction: bool = False
+    # Windows of ``max_doc_tokens`` that MaxSim reads per document: a longer document's tokens
+    # are cut into consecutive windows, each encoded on its own, and their token states joined
+    # (``grouprank.late_interaction.text_windows``). 1: the first ``max_doc_tokens`` tokens, the
+    # same text the pooled vector reads. The pooled vector is the first window's either way.
+    late_windows: int = 1
     # The reranking job's --repeats when it is not given: groupings of each query's list whose
     # scores are averaged. Each costs one head pass over vectors the job embeds once.
     repeats: int = 1
@@ -86,6 +91,8 @@ class GroupEncoderConfig:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.late_windows < 1:
+            raise ValueError(f"late_windows must be >= 1, got {self.late_windows}")
         FusionRule.from_config(self)  # raises for a rule that cannot be used
 
 

@@ -297,7 +297,8 @@ class GroupEncoderScorer:
         that reads MaxSim, so its documents are not encoded a second time to score them."""
         from grouprank.late_interaction import encode_with_tokens, maxsim
 
-        vectors, tokens = encode_with_tokens(self.encoder, list(texts), self.precision)
+        vectors, tokens = encode_with_tokens(self.encoder, list(texts), self.precision,
+                                             windows=self.head.config.late_windows)
         wanted = list(dict.fromkeys(q for block in queries for q in block))
         query_tokens = dict(zip(wanted, self._query_tokens(wanted), strict=True))
         late = [[maxsim(query_tokens[q], doc) for q in block]
@@ -401,7 +402,7 @@ class GroupEncoderScorer:
             queries = list(dict.fromkeys(groups[i].query for i, _ in missing))
             query_vectors = dict(zip(queries, self._query_tokens(queries), strict=True))
             docs = token_vectors(self.encoder, [groups[i].texts[j] for i, j in missing],
-                                 self.precision)
+                                 self.precision, windows=self.head.config.late_windows)
             for (i, j), doc in zip(missing, docs, strict=True):
                 late[i, j] = maxsim(query_vectors[groups[i].query], doc)
         return late.to(self.device)

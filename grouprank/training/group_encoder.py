@@ -106,6 +106,9 @@ class EncoderTrainConfig:
     # (``GroupEncoderConfig.late_interaction``): the samples' ``late_scores`` where they have
     # them, else computed here from the texts.
     late_interaction: bool = False
+    # Windows of the encoder's token limit its MaxSim reads per document
+    # (``GroupEncoderConfig.late_windows``).
+    late_windows: int = 1
     # Share of the samples, drawn afresh each epoch, whose first-stage scores the head sees
     # through a random order-keeping transform (``order_keeping_transform``: as probabilities,
     # as exponentials, as logs), so it learns to read first-stage scores whatever their
@@ -180,7 +183,7 @@ def train_sft(
                 encoder=encoder, hidden=config.hidden, layers=config.layers, heads=config.heads,
                 dropout=config.dropout, rank_features=config.rank_features,
                 context_top=config.context_top, agreement_feature=config.agreement_feature,
-                late_interaction=config.late_interaction,
+                late_interaction=config.late_interaction, late_windows=config.late_windows,
             )
         )
     data = _prepare(samples, "sft", head.config, vectors)
@@ -577,7 +580,8 @@ def _late_scores(rows: pd.DataFrame, config: GroupEncoderConfig) -> list[list[fl
 
     queries = rows["query"].astype(str).tolist()
     pairs = [(q, str(t)) for q, block in zip(queries, rows["texts"]) for t in block]
-    flat = maxsim_in_memory(config.encoder, pairs, config.max_doc_tokens)
+    flat = maxsim_in_memory(config.encoder, pairs, config.max_doc_tokens,
+                            windows=config.late_windows)
     out, start = [], 0
     for block in rows["texts"]:
         out.append(flat[start : start + len(block)])
