@@ -39,6 +39,9 @@ by each agreement rule (``grouprank.fusion.FusionRule``: the reliability model, 
 step); the fixed weight, each form's best rule and the best rule of all are chosen per
 held-out collection on the other collections' lists.
 
+``choose``: per held-out collection, one of several ``fusion`` outputs (``--runs``: e.g. two
+recipes, or one recipe's groupings), by the same objective over the other collections' lists.
+
 ``transforms``: the held-out heads of ``--configs`` with the first-stage scores they read
 changed by order-keeping maps (``TRANSFORMS``: the same ranking as probabilities, exponentials,
 a cubic stretch), fused by the rule at ``--reliability``: how far a head's figures hang on the
@@ -590,6 +593,38 @@ def fusion_table(work: Path, config: str, checkpoints: Path, repeats: int = 1) -
     return out
 
 
+def choose_table(files: list[Path]) -> dict:
+    """Per held-out collection, one of several ``fusion`` step outputs (recipes, groupings),
+    chosen by ``select``'s objective over the *other* collections' lists, each list fused by the
+    rule its fold chose there; then every list's held-out figure under its fold's choice."""
+    runs = {path.stem: json.loads(path.read_text()) for path in files}
+    first = next(iter(runs.values()))
+    out: dict = {"runs": [str(p) for p in files], "chosen": {}, "lists": {}}
+    for held in RUNS:
+        keys = [k for k in first["lists"] if k.split("/")[0] != held]
+
+        def objective(name: str) -> float:
+            fig = runs[name]
+            label = fig["chosen"][held]["labels"]["rule"]
+            return float(np.mean([_gain(fig["lists"][k]["rule"][label], fig["baselines"][k])
+                                  for k in keys]))
+
+        out["chosen"][held] = pick = max(runs, key=objective)
+        for run in RUNS[held]:
+            key = f"{held}/{run}"
+            out["lists"][key] = {"chosen": pick, **{
+                name: fig["lists"][key]["held_out_chosen"] for name, fig in runs.items()}}
+    names = list(runs)
+    print("| held-out list | best input | " + " | ".join(names) + " | chosen per fold |")
+    print("|---|---:|" + "---:|" * len(names) + "---|")
+    for key, row in out["lists"].items():
+        base = first["baselines"][key]
+        best = max(base["first stage"], base["cosine"], base["fusion"])
+        print(f"| {key} | {best:.4f} | " + " | ".join(f"{row[n]:.4f}" for n in names)
+              + f" | {row['chosen']}: {row[row['chosen']]:.4f} ({row[row['chosen']] - best:+.4f}) |")
+    return out
+
+
 def print_fusion(figures: dict) -> None:
     print("| held-out list | agreement | with the head | first stage | cosine | fusion | "
           "head, chosen fixed w | reliability rule (w) | logistic rule (w) | chosen rule (w) |")
@@ -689,7 +724,9 @@ def late_table(work: Path) -> dict:
     for (name, run), item in load_lists(work).items():
         f = item.frame
         row = {"first stage": item.ndcg(f["score"].values), "cosine": item.ndcg(f["cosine"].values),
-               "maxsim": item.ndcg(f["late"].values), "fusion": item.ndcg(f["fusion"].values),
+               "maxsim": item.ndcg(f["late"].values),
+               f"maxsim, {LATE_WINDOWS} windows": item.ndcg(f[late_column(LATE_WINDOWS)].values),
+               "fusion": item.ndcg(f["fusion"].values),
                "fusion + maxsim": item.ndcg(f["fusion3l"].values),
                "fusion + feedback": item.ndcg(f["fusion3"].values),
                "fusion + feedback + maxsim": item.ndcg(f["fusion4"].values)}
@@ -802,7 +839,7 @@ def print_table(figures: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("step", choices=["prepare", "agreement", "late", "loo", "fusion",
-                                         "transforms",
+                                         "choose", "transforms",
                                          "jobs", "ship", "cost"])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="out/heldout")
@@ -815,6 +852,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
     parser.add_argument("--baseline", help="cost: a checkpoint to time against the default")
     parser.add_argument("--lists", default="", help="jobs: e.g. dl19/splade,vaswani/bm25")
+    parser.add_argument("--runs", default="",
+                        help="choose: the fusion step's JSON files to choose among per fold")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fusion: groupings the head's scores are averaged over")
     parser.add_argument("--reliability", type=float, default=0.85,
@@ -837,6 +876,8 @@ def main(argv: list[str] | None = None) -> int:
         figures = fusion_table(work, args.config if args.config != "auto" else "feedback",
                                work / "checkpoints", args.repeats)
         print_fusion(figures)
+    elif args.step == "choose":
+        figures = choose_table([Path(p) for p in args.runs.split(",")])
     elif args.step == "transforms":
         figures = transforms_table(work, args.configs.split(","), work / "checkpoints",
                                    args.reliability)
