@@ -846,7 +846,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--config", default="auto",
                         help="ship: the config to train; jobs: the config of every fold's "
-                             "head (auto: the one loo selected)")
+                             "head (auto: the one loo selected); fusion: a+b+c scores grouping "
+                             "r with config r mod 3 (an ensemble)")
     parser.add_argument("--output", help="ship: the checkpoint directory")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--models", default="old,heldout", help="jobs: old, heldout or both")
