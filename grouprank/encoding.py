@@ -167,16 +167,10 @@ class SentenceTransformerEncoder:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         import torch
 
-        longest = max(len(i) for i in ids)
-        pad = self.model.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
-        mask = torch.zeros(len(ids), longest, dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.tensor(list(seq))
-            mask[row, : len(seq)] = 1
-        features = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+        input_ids, mask = padded_ids(ids, self.model.tokenizer.pad_token_id or 0, self.device)
+        features = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self.model.tokenizer.model_input_names:  # BERT's, not RoBERTa's
-            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+            features["token_type_ids"] = torch.zeros_like(input_ids)
         out = self.model(features)
         return out["sentence_embedding"], out["token_embeddings"], out["attention_mask"]
 
@@ -190,6 +184,21 @@ class SentenceTransformerEncoder:
             for k, v in preprocess(list(texts)).items()
         }
         return self.model(features)
+
+
+def padded_ids(ids: Sequence[Sequence[int]], pad_id: int,
+               device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id sequences as one batch on ``device``: ids padded with ``pad_id`` to the longest,
+    and the attention mask (1 = a real token)."""
+    import torch
+
+    longest = max(len(i) for i in ids)
+    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(ids), longest, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(list(seq))
+        mask[row, : len(seq)] = 1
+    return input_ids.to(device), mask.to(device)
 
 
 def token_lengths(encoder: SentenceEncoder, texts: Sequence[str]) -> list[int]:

@@ -81,50 +81,21 @@ def text_windows(encoder, texts: Sequence[str], windows: int) -> list[list[list[
 
 def _encode(encoder, texts: Sequence[str], precision: str, batch_size: int,
             pooled: bool, windows: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Every window of every text (``text_windows``: one a text within the limit) in batches
+    sorted by length; a text's pooled vector is its first window's, its token states its
+    windows' joined in order."""
     import torch
 
     device = str(encoder.device)
     chosen = resolve_precision(precision, device)
     vectors = torch.empty(len(texts) if pooled else 0, encoder.dimension, dtype=torch.float32)
-    out: list[torch.Tensor | None] = [None] * len(texts)
     if not texts:
         return vectors, []
-    if windows > 1:
-        return _encode_windows(encoder, texts, chosen, batch_size, pooled, windows)
-    lengths = [len(i) for i in encoder.token_ids(texts)]
-    autocast = torch.autocast("cuda" if device.startswith("cuda") else "cpu",
-                              dtype=torch.bfloat16, enabled=chosen == "bf16")
-    with torch.inference_mode(), autocast:
-        for batch in length_sorted_batches(lengths, batch_size):
-            chunk = [texts[i] for i in batch]
-            if pooled:
-                embedded, states, mask = encoder.embed_with_states(chunk)
-                vectors[batch] = torch.nn.functional.normalize(embedded.float(), dim=-1).cpu()
-            else:
-                states, mask = encoder.token_states(chunk)
-            states = torch.nn.functional.normalize(states.float(), dim=-1).cpu()
-            real = mask.sum(-1).tolist()
-            for row, i in enumerate(batch):
-                # [CLS] first and [SEP] last; a text of nothing but them keeps them.
-                n = int(real[row])
-                out[i] = states[row, 1 : n - 1] if n > 2 else states[row, :n]
-    return vectors, out  # type: ignore[return-value]
-
-
-def _encode_windows(encoder, texts: Sequence[str], precision: str, batch_size: int,
-                    pooled: bool, windows: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``_encode`` reading each text's first ``windows`` windows (``text_windows``): every
-    window of every text in batches sorted by length; a text's pooled vector is its first
-    window's, its token states its windows' joined in order."""
-    import torch
-
-    device = str(encoder.device)
     cut = text_windows(encoder, texts, windows)
     flat = [(i, w, ids) for i, text in enumerate(cut) for w, ids in enumerate(text)]
-    vectors = torch.empty(len(texts) if pooled else 0, encoder.dimension, dtype=torch.float32)
     parts: list[list[torch.Tensor | None]] = [[None] * len(text) for text in cut]
     autocast = torch.autocast("cuda" if device.startswith("cuda") else "cpu",
-                              dtype=torch.bfloat16, enabled=precision == "bf16")
+                              dtype=torch.bfloat16, enabled=chosen == "bf16")
     with torch.inference_mode(), autocast:
         for batch in length_sorted_batches([len(ids) for _, _, ids in flat], batch_size):
             embedded, states, mask = encoder.embed_ids([flat[k][2] for k in batch])
@@ -134,9 +105,21 @@ def _encode_windows(encoder, texts: Sequence[str], precision: str, batch_size: i
                 i, w, _ = flat[k]
                 if pooled and w == 0:
                     vectors[i] = torch.nn.functional.normalize(embedded[row].float(), dim=-1).cpu()
+                # [CLS] first and [SEP] last; a text of nothing but them keeps them.
                 n = int(real[row])
                 parts[i][w] = states[row, 1 : n - 1] if n > 2 else states[row, :n]
     return vectors, [torch.cat(p) if len(p) > 1 else p[0] for p in parts]  # type: ignore[misc]
+
+
+def _query_and_docs(encoder, query: str, texts: Sequence[str], precision: str,
+                    windows: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The query's token vectors (one window, as the scorer reads queries) and each text's (up
+    to ``windows`` windows); with one window, one pass over both."""
+    if windows == 1:
+        query_tokens, *docs = token_vectors(encoder, [query, *texts], precision)
+        return query_tokens, docs
+    return (token_vectors(encoder, [query], precision)[0],
+            token_vectors(encoder, texts, precision, windows=windows))
 
 
 def maxsim(query: torch.Tensor, doc: torch.Tensor) -> float:
@@ -158,12 +141,8 @@ def maxsim_scores(encoder, query: str, texts: Sequence[str], precision: str = "f
                   windows: int = 1) -> list[float]:
     """Each text's MaxSim against ``query`` with a loaded ``SentenceEncoder``, each text read in
     up to ``windows`` windows (the query in one)."""
-    if windows > 1:
-        query_tokens = token_vectors(encoder, [query], precision)[0]
-        return [maxsim(query_tokens, doc)
-                for doc in token_vectors(encoder, texts, precision, windows=windows)]
-    vectors = token_vectors(encoder, [query, *texts], precision)
-    return [maxsim(vectors[0], doc) for doc in vectors[1:]]
+    query_tokens, docs = _query_and_docs(encoder, query, texts, precision, windows)
+    return [maxsim(query_tokens, doc) for doc in docs]
 
 
 def maxsim_in_memory(
@@ -195,11 +174,8 @@ def maxsim_in_memory(
                  sum(len(v) for v in by_query.values()), len(memory))
         # A query at a time: its token states and its texts' (a pool), then only the scores kept.
         for qk, block in by_query.items():
-            if windows == 1:
-                query, *docs = token_vectors(encoder, [queries[qk], *block.values()], chosen)
-            else:  # the query in one window, as the scorer reads it
-                query = token_vectors(encoder, [queries[qk]], chosen)[0]
-                docs = token_vectors(encoder, list(block.values()), chosen, windows=windows)
+            query, docs = _query_and_docs(encoder, queries[qk], list(block.values()), chosen,
+                                          windows)
             for tk, doc in zip(block, docs, strict=True):
                 memory[qk, tk] = maxsim(query, doc)
     return [memory[k] for k in keys]

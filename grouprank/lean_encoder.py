@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from grouprank.encoding import padded_ids
+
 TRANSFORMER = "sentence_transformers.models.Transformer"
 POOLING = "sentence_transformers.models.Pooling"
 NORMALIZE = "sentence_transformers.models.Normalize"
@@ -300,13 +302,7 @@ class LeanEncoder(nn.Module):
 
     def states_of_ids(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """``token_states`` of sequences already tokenised."""
-        longest = max(len(i) for i in ids)
-        input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(ids), longest, dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        input_ids, mask = padded_ids(ids, self.pad_id, self.device)
         return self.bert(input_ids, mask), mask
 
     def embed_batch(self, texts: Sequence[str]) -> torch.Tensor:

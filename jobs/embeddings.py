@@ -187,10 +187,9 @@ def maxsim_key(settings: RerankSettings, ref: ModelRef) -> dict[str, object]:
     """The MaxSim table's key columns: the store's, with ``max_tokens`` the tokens MaxSim reads
     of a document over all its windows (``late_windows``), so MaxSims over one window and over
     several are never mixed; one window keeps the store's own."""
-    key = store_key(settings, ref)
-    windows = ref.encoder.late_windows
-    return {**key, "max_tokens": ref.encoder.max_tokens if windows == 1
-            else 2 + (ref.encoder.max_tokens - 2) * windows}
+    # Each window is the limit's tokens less its own [CLS] and [SEP]: one window is the limit.
+    tokens = 2 + (ref.encoder.max_tokens - 2) * ref.encoder.late_windows
+    return {**store_key(settings, ref), "max_tokens": tokens}
 
 
 def store_refusal(ref: ModelRef) -> str:
