@@ -336,10 +336,12 @@ class Lists:
         0-10 score (the mean over ``repeats`` reshufflings, as ``--repeats``), fused with the
         first stage's rank prior at ``fusion_weight``. The head reads ``first_stage`` (default:
         the list's scores), which must keep their order. ``groups`` (qid -> row-index arrays
-        of the frame, e.g. a job's own) replaces the random draw."""
-        if repeats > 1:
-            model = np.mean([self.scores(head, 1.0, seed + r, first_stage, groups=groups)
-                             for r in range(repeats)], axis=0)
+        of the frame, e.g. a job's own) replaces the random draw. ``head`` may be a list of
+        heads (an ensemble): grouping r is scored by head r mod their number."""
+        if repeats > 1 or isinstance(head, list):
+            members = head if isinstance(head, list) else [head]
+            model = np.mean([self.scores(members[r % len(members)], 1.0, seed + r, first_stage,
+                                         groups=groups) for r in range(repeats)], axis=0)
             return fusion_weight * model + (1 - fusion_weight) * first_stage_prior(
                 self.frame).values
         f, out = self.frame, np.zeros(len(self.frame))
@@ -539,11 +541,7 @@ def fusion_table(work: Path, config: str, checkpoints: Path, repeats: int = 1) -
         # Its 0-10 score / 10 (the mean over ``repeats`` groupings, as the job's --repeats).
         # A config "a+b+c" is an ensemble: grouping r is scored by member r mod 3.
         members = [load_head(checkpoints / name / c) for c in config.split("+")]
-        if len(members) == 1:
-            head = item.scores(members[0], 1.0, repeats=repeats)
-        else:
-            head = np.mean([item.scores(members[r % len(members)], 1.0, seed=r)
-                            for r in range(repeats)], axis=0)
+        head = item.scores(members if len(members) > 1 else members[0], 1.0, repeats=repeats)
         first = first_stage_prior(item.frame).values
         # A second view tried for telling strong first stages apart: agreement with the head.
         head_agreement[key] = float(np.nanmean([
