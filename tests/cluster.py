@@ -238,11 +238,19 @@ def _private_tmp(command: list[str]) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *command]
 
 
+def cluster_unavailable() -> str | None:
+    """Why ``standalone_cluster`` cannot start on this machine, or None when it can."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return "the workers' private /tmp needs root and unshare (util-linux)"
+    return None
+
+
 @pytest.fixture(scope="session")
 def standalone_cluster() -> Iterator[Cluster]:
     """A standalone master and two 1-core workers, each worker with a private /tmp."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("the workers' private /tmp needs root and unshare (util-linux)")
+    reason = cluster_unavailable()
+    if reason:
+        pytest.skip(reason)
     shared = Path(tempfile.mkdtemp(prefix="grouprank-cluster-", dir="/var/tmp"))
     env = spark_env(SPARK_LOG_DIR=str(shared / "logs"))
     procs: list[subprocess.Popen] = []

@@ -3,11 +3,13 @@ and a model that emits garbage, injected by tests/faults/sitecustomize.py.
 
 A fault that leaves the driver alive (a killed Python worker, garbage output) runs in the shared
 test session, whose workers read their fault per call (the ``fault`` fixture); a job that must
-be killed whole, or a second writer, is its own job process.
+be killed whole, or a second writer, runs in a job process of its own, which takes the module's
+jobs one after another (``job_runner``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,43 +52,99 @@ def setup(spark, tiny_model_dir, tmp_path_factory):
     return base, cand, settings, spark.read.format("delta").load(reference).collect()
 
 
-def _job_process(cand: str, out: str, day: str, model: str, fault: str = ""):
-    args = ["--candidates", cand, "--output", out, "--run-date", day, "--model", model,
-            "--group-size", "5", "--partitions", "4"]
-    return _process("jobs.rerank", args, fault)
+# A job process that runs rerank jobs one after another, as a long-lived driver does (a
+# notebook, a pipeline): each job's flags and fault come as a numbered file in its inbox, and its
+# exit code goes back beside it. The two scenarios that need a second driver share its JVM and
+# Python workers: starting one cost ~15 s of the suite's 2 cores.
+_RUNNER = """
+import json, os, sys, time
+from jobs.stages import main as stage_main
+
+inbox, fault_file = sys.argv[1], os.environ["GROUPRANK_TEST_FAULT_FILE"]
+number = 0
+while True:
+    job = os.path.join(inbox, f"{number}.json")
+    while not os.path.exists(job):
+        time.sleep(0.2)
+    with open(job) as handle:
+        spec = json.load(handle)
+    with open(fault_file, "w") as handle:  # read by the driver and the workers at every call
+        handle.write(spec["fault"])
+    code = stage_main("rerank", spec["args"])
+    with open(job + ".tmp", "w") as handle:
+        handle.write(str(code))
+    os.replace(job + ".tmp", os.path.join(inbox, f"{number}.done"))
+    number += 1
+"""
 
 
-def _process(module: str, args: list[str], fault: str = ""):
-    """Runs ``python -m module args`` as its own job process, with the fault injector armed; its
-    output goes to a file, so a test busy elsewhere never blocks it on a full pipe."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)])
-    # local[2,4]: two cores, and a failed task is retried up to 4 times, as on a cluster. A
-    # 72-row job: interpreted expressions cost less than compiling them (INTERPRETED_CONF).
-    interpreted = " ".join(f"--conf {k}={v}" for k, v in INTERPRETED_CONF.items())
-    env["PYSPARK_SUBMIT_ARGS"] = f"--master local[2,4] {interpreted} pyspark-shell"
-    env["GROUPRANK_TEST_FAULT"] = fault
-    output = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=REPO,
-                            stdout=output, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    proc.output = output
-    return proc
+class _JobRunner:
+    """The job process above, with the fault injector on its path (tests/faults)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.inbox, self.jobs = folder / "inbox", 0
+        self.inbox.mkdir(parents=True)
+        script = folder / "runner.py"
+        script.write_text(_RUNNER)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)])
+        # local[2,4]: two cores, and a failed task is retried up to 4 times, as on a cluster.
+        # Its jobs are 72 rows: interpreted expressions cost less than compiling them.
+        interpreted = " ".join(f"--conf {k}={v}" for k, v in INTERPRETED_CONF.items())
+        env["PYSPARK_SUBMIT_ARGS"] = f"--master local[2,4] {interpreted} pyspark-shell"
+        env["GROUPRANK_TEST_FAULT_FILE"] = str(folder / "fault")
+        env.pop("GROUPRANK_TEST_FAULT", None)
+        # Its output goes to a file, so a test busy elsewhere never blocks it on a full pipe.
+        self.output = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([sys.executable, str(script), str(self.inbox)], env=env,
+                                     cwd=REPO, stdout=self.output, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+
+    def submit(self, cand: str, out: str, day: str, model: str, fault: str = "") -> int:
+        """Queues a rerank job with ``fault`` armed while it runs; returns its number."""
+        args = ["--candidates", cand, "--output", out, "--run-date", day, "--model", model,
+                "--group-size", "5", "--partitions", "4"]
+        number, self.jobs = self.jobs, self.jobs + 1
+        job = self.inbox / f"{number}.json"
+        job.with_suffix(".tmp").write_text(json.dumps({"args": args, "fault": fault}))
+        job.with_suffix(".tmp").replace(job)
+        return number
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, number: int, timeout: float = 600) -> tuple[int, str]:
+        """The job's exit code and the process's output so far; a dead process fails the test."""
+        done, deadline = self.inbox / f"{number}.done", time.monotonic() + timeout
+        while not done.exists() and self.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.output.seek(0)
+        log = self.output.read()
+        assert done.exists(), f"job {number} did not finish (exit {self.proc.poll()}):\n{log[-3000:]}"
+        return int(done.read_text()), log
+
+    def kill(self) -> None:
+        """Kills the job process and everything in its process group, and reaps it."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # already gone, with its group
+            pass
+        self.proc.wait()
 
 
-def _kill(proc) -> None:
-    """Kills a job process and everything in its process group, and reaps it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # already gone, with its group
-        pass
-    proc.wait()
+@pytest.fixture(scope="module")
+def job_runner(tmp_path_factory):
+    """Gives the module's job process, starting a new one when a test killed the last."""
+    runners: list[_JobRunner] = []
 
+    def live() -> _JobRunner:
+        if not runners or not runners[-1].alive():
+            runners.append(_JobRunner(tmp_path_factory.mktemp("job-runner")))
+        return runners[-1]
 
-def _finish(proc, timeout=600) -> tuple[int, str]:
-    proc.wait(timeout=timeout)
-    proc.output.seek(0)
-    return proc.returncode, proc.output.read()
+    yield live
+    for runner in runners:
+        runner.kill()
 
 
 def test_killed_worker_is_retried_and_the_table_is_unchanged(spark, setup, fault):
@@ -99,60 +157,59 @@ def test_killed_worker_is_retried_and_the_table_is_unchanged(spark, setup, fault
     assertDataFrameEqual(table, spark.createDataFrame(reference, table.schema))
 
 
-def test_job_killed_before_commit_leaves_the_table_untouched(spark, setup):
+def test_two_dates_written_at_once_both_land(spark, setup, job_runner, monkeypatch):
+    base, cand, settings, _ = setup
+    out = str(base / "concurrent")
+    # Two writers in two JVMs, this session and the job process, each waiting before its Delta
+    # write until the other is there too: both commit against the same table version. The job
+    # is queued first, so the process's JVM comes up while this session writes the first night;
+    # it reads the output table only in its write, after the barrier, when that night is there.
+    meeting = f"{base / 'barrier'}:2"
+    runner = job_runner()
+    job = runner.submit(cand, out, "2026-11-21", settings.model, f"barrier:{meeting}")
+    write = rerank_job.write_run_date_partition
+
+    def write_with_the_other(*args, **kwargs):
+        barrier(meeting, stop=lambda: not runner.alive())
+        write(*args, **kwargs)
+
+    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-20"), settings)  # table exists
+    monkeypatch.setattr(rerank_job, "write_run_date_partition", write_with_the_other)
+    rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-22"), settings)
+    code, log = runner.wait(job)
+    assert code == 0, log[-3000:]
+    table = spark.read.format("delta").load(out)
+    counts = {str(r["run_date"]): r["count"] for r in table.groupBy("run_date").count().collect()}
+    assert counts == {"2026-11-20": 72, "2026-11-21": 72, "2026-11-22": 72}
+    assert table.select("run_date", "qid", "docid").distinct().count() == 216
+
+
+def test_job_killed_before_commit_leaves_the_table_untouched(spark, setup, job_runner):
     base, cand, settings, reference = setup
     out = str(base / "interrupted")
     marker = base / "stall.marker"
     # The job stalls in its scoring, before its write, the first moment it touches the output
-    # table; so it starts first and its JVM comes up while this session writes the earlier night.
-    proc = _job_process(cand, out, DAY, settings.model, f"stall:{marker}")
+    # table; so it is queued first and runs while this session writes the earlier night.
+    runner = job_runner()
+    runner.submit(cand, out, DAY, settings.model, f"stall:{marker}")
     try:
         # An earlier night's partition that must survive.
         rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-26"), settings)
         before = spark.read.format("delta").load(out).collect()
         # A guard against a hang, not a timing: a loaded 2-core machine took over 300 s.
         deadline = time.time() + 900
-        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        while not marker.exists() and time.time() < deadline and runner.alive():
             time.sleep(0.5)
         assert marker.exists(), "the job never reached the scoring UDF"
         time.sleep(2)
     finally:
-        _kill(proc)
+        runner.kill()
     after = spark.read.format("delta").load(out)
     assertDataFrameEqual(after, spark.createDataFrame(before, after.schema))
     # Rerunning the night gives exactly the undisturbed result.
     rerank_job.run(rerank_job.RerankJob(cand, out, DAY), settings)
     night = spark.read.format("delta").load(out).where(f"run_date = DATE'{DAY}'")
     assertDataFrameEqual(night, spark.createDataFrame(reference, night.schema))
-
-
-def test_two_dates_written_at_once_both_land(spark, setup, monkeypatch):
-    base, cand, settings, _ = setup
-    out = str(base / "concurrent")
-    # Two writers in two JVMs, this session and a job process, each waiting before its Delta
-    # write until the other is there too: both commit against the same table version. The job
-    # process starts first, so its JVM comes up while this session writes the first night; it
-    # reads the output table only in its write, after the barrier, when that night is there.
-    meeting = f"{base / 'barrier'}:2"
-    proc = _job_process(cand, out, "2026-11-21", settings.model, f"barrier:{meeting}")
-    write = rerank_job.write_run_date_partition
-
-    def write_with_the_other(*args, **kwargs):
-        barrier(meeting, stop=lambda: proc.poll() is not None)
-        write(*args, **kwargs)
-
-    try:
-        rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-20"), settings)  # table exists
-        monkeypatch.setattr(rerank_job, "write_run_date_partition", write_with_the_other)
-        rerank_job.run(rerank_job.RerankJob(cand, out, "2026-11-22"), settings)
-        code, log = _finish(proc)
-    finally:
-        _kill(proc)  # a failure above leaves no job process behind
-    assert code == 0, log[-3000:]
-    table = spark.read.format("delta").load(out)
-    counts = {str(r["run_date"]): r["count"] for r in table.groupBy("run_date").count().collect()}
-    assert counts == {"2026-11-20": 72, "2026-11-21": 72, "2026-11-22": 72}
-    assert table.select("run_date", "qid", "docid").distinct().count() == 216
 
 
 def test_garbage_model_output_is_marked_counted_and_falls_back(spark, setup, fault):
