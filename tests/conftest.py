@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +22,16 @@ PACKAGES = ("grouprank", "jobs", "udfs", "schemas")
 # The job processes the tests start each run one short job, so their JVMs stay on the JIT's
 # first tier (jobs/session.py quick_jit_options); the shared session below does not.
 os.environ.setdefault("GROUPRANK_QUICK_JIT", "1")
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """Kills (SIGKILL) a process started with ``start_new_session=True`` and everything in its
+    process group (a job's driver JVM and its Python workers), and reaps it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone, with its group
+        pass
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ import pytrec_eval
 from pyspark.testing import assertDataFrameEqual
 
 from schemas import CANDIDATES
+from tests.conftest import kill_process_group
 from tests.test_packaging import _GUARD
 
 # The cluster fixtures; helpers come through them (importing tests.cluster here would import it
@@ -90,11 +90,7 @@ class _Submitted:
 
     def kill(self) -> None:
         """Kills the job's whole process group (driver JVM and its Python), and reaps it."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # already gone, with its group
-            pass
-        self.proc.wait()
+        kill_process_group(self.proc)
 
 
 def _submit(cluster, shipped, entry: str, args: list[str], marks: Path,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from jobs.session import INTERPRETED_CONF
 from jobs.stages import rerank as rerank_job
 from jobs.stages import main as stage_main
 from schemas import CANDIDATES
+from tests.conftest import kill_process_group
 from tests.faults.sitecustomize import barrier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,11 +125,7 @@ class _JobRunner:
 
     def kill(self) -> None:
         """Kills the job process and everything in its process group, and reaps it."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # already gone, with its group
-            pass
-        self.proc.wait()
+        kill_process_group(self.proc)
 
 
 @pytest.fixture(scope="module")
